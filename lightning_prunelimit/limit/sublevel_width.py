@@ -1,0 +1,173 @@
+"""Normalised squared Gaussian width G(R) of the loss sublevel set seen from distance R.
+
+In the quadratic model L(w) ~ L(w*) + 1/2 (w - w*)^T H (w - w*), the sublevel set
+S(eps) = {w : L(w) <= L(w*) + eps} is an ellipsoid with semi-axes r_i^2 = 2 eps / l_i. Seen from
+a point at distance R from its centre, the fraction of directions it spans is
+
+    G(R) = z + (1 - z) * (1/D) tr[2 eps / (2 eps + |H| R^2)]
+         = z + (1 - z) * (1/D) sum_i r_i^2 / (r_i^2 + R^2),
+
+where z is the fraction of exactly flat (zero-curvature) directions, counted separately because a
+Lanczos spectrum cannot resolve them. The trace is estimated by stochastic Lanczos quadrature,
+(1/D) tr f(H) ~ mean over probes of sum_j w_j f(node_j), summed directly over the Ritz values
+(no binning onto a density grid).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning_prunelimit.curvature import Spectrum
+
+__all__ = ["NEGATIVE_MODES", "sublevel_width"]
+
+#: How negative eigenvalues enter G: ``"abs"`` uses |l|, ``"flat"`` treats them as zero curvature.
+NEGATIVE_MODES: tuple[str, ...] = ("abs", "flat")
+
+# Bound on the number of (distance, node) pairs evaluated at once, to cap memory.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _check_epsilon(epsilon: float) -> float:
+    if isinstance(epsilon, str):
+        raise TypeError(
+            f"epsilon must be a positive number here, got the string {epsilon!r}: resolve it "
+            "first with lightning_prunelimit.limit.resolve_epsilon(epsilon, model, loss_fn, "
+            "batches)"
+        )
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise TypeError(f"epsilon must be a positive number, got {epsilon!r}")
+    value = float(epsilon)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"epsilon must be positive and finite, got {value}: pass the loss tolerance, "
+            "e.g. the std of the batch losses"
+        )
+    return value
+
+
+def _check_zero_fraction(zero_fraction: float) -> float:
+    if isinstance(zero_fraction, bool) or not isinstance(zero_fraction, numbers.Real):
+        raise TypeError(f"zero_fraction must be a number in [0, 1), got {zero_fraction!r}")
+    value = float(zero_fraction)
+    if math.isnan(value) or not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"zero_fraction must be in [0, 1), got {value}: pass the fraction of zero-curvature "
+            "directions (e.g. ZeroCurvature.fraction), or 0.0"
+        )
+    return value
+
+
+def _check_negative(negative: str) -> str:
+    if negative not in NEGATIVE_MODES:
+        raise ValueError(
+            f"negative must be one of {NEGATIVE_MODES}, got {negative!r}: 'abs' uses |l| for "
+            "negative eigenvalues, 'flat' treats them as zero curvature"
+        )
+    return negative
+
+
+def _quadrature(spectrum: Spectrum, negative: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Curvatures and quadrature weights ``(num_probes, m)``, and each probe's weight sum."""
+    nodes = getattr(spectrum, "nodes", None)
+    weights = getattr(spectrum, "weights", None)
+    if not isinstance(nodes, Tensor) or not isinstance(weights, Tensor):
+        raise TypeError(
+            f"spectrum must have tensor attributes 'nodes' and 'weights' (a Spectrum), got "
+            f"{type(spectrum).__name__}"
+        )
+    if nodes.shape != weights.shape or nodes.dim() != 2 or nodes.numel() == 0:
+        raise ValueError(
+            f"spectrum nodes and weights must both have shape (num_probes, m), got "
+            f"{tuple(nodes.shape)} and {tuple(weights.shape)}"
+        )
+    nodes = nodes.detach().to(device="cpu", dtype=torch.float64)
+    weights = weights.detach().to(device="cpu", dtype=torch.float64)
+    if not (bool(torch.isfinite(nodes).all()) and bool(torch.isfinite(weights).all())):
+        raise ValueError("spectrum nodes or weights contain NaN or inf")
+    if bool((weights < 0).any()):
+        raise ValueError("spectrum quadrature weights must be non-negative")
+    sums = weights.sum(dim=1)
+    if bool((sums <= 0).any()):
+        raise ValueError("every probe of the spectrum needs a positive total quadrature weight")
+    curvatures = nodes.abs() if negative == "abs" else nodes.clamp(min=0.0)
+    return curvatures, weights, sums
+
+
+def _as_distances(distance: float | Sequence[float] | Tensor) -> Tensor:
+    if isinstance(distance, bool):
+        raise TypeError("distance must be a number or numbers >= 0, got a bool")
+    if isinstance(distance, Tensor):
+        values = distance.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        values = torch.as_tensor(distance, dtype=torch.float64)
+    bad = ~torch.isfinite(values) | (values < 0)
+    if bool(bad.any()):
+        raise ValueError(
+            f"distance must be finite and >= 0, got {values[bad].flatten()[:5].tolist()}: pass "
+            "R, the norm of the removed weights (see pruning_distances)"
+        )
+    return values
+
+
+def sublevel_width(
+    spectrum: Spectrum,
+    distance: float | Sequence[float] | Tensor,
+    epsilon: float,
+    *,
+    zero_fraction: float = 0.0,
+    negative: str = "abs",
+) -> Tensor:
+    """Fraction of directions the loss sublevel set spans from distance R: G(R).
+
+    ``G(R) = z + (1 - z) * (1/D) tr[2 eps / (2 eps + |H| R^2)]``, the trace estimated from the
+    spectrum as the mean over probes of ``sum_j w_j g(node_j)``. G is 1 at R = 0 and falls
+    towards z as R grows; it is the fraction of weights the geometry allows to remove.
+
+    Each probe's sum is divided by the probe's total weight (which a ``Spectrum`` already
+    keeps within 1e-6 of 1), so the quadrature is a weighted average, and G(0) is exactly 1
+    (the centre of the sublevel set sees every direction), not 1 up to rounding.
+
+    Args:
+        spectrum: a ``lightning_prunelimit.curvature.Spectrum`` (``nodes`` and ``weights`` of
+            shape ``(num_probes, m)``, weights non-negative).
+        distance: R, a float, a sequence or a tensor of distances >= 0.
+        epsilon: the loss tolerance eps > 0.
+        zero_fraction: the fraction z in [0, 1) of exactly flat directions.
+        negative: ``"abs"`` uses |l| for negative eigenvalues; ``"flat"`` treats them as zero
+            curvature (their term is 1).
+
+    Returns:
+        A float64 CPU tensor with the shape of ``distance``.
+
+    Example:
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> spectrum = SimpleNamespace(  # a Spectrum: one probe, eigenvalues 1 and 3
+        ...     nodes=torch.tensor([[1.0, 3.0]]), weights=torch.tensor([[0.5, 0.5]]))
+        >>> sublevel_width(spectrum, [0.0, 1.0], epsilon=0.5)
+        tensor([1.0000, 0.3750], dtype=torch.float64)
+    """
+    eps = _check_epsilon(epsilon)
+    z = _check_zero_fraction(zero_fraction)
+    _check_negative(negative)
+    curvatures, weights, sums = _quadrature(spectrum, negative)
+    distances = _as_distances(distance)
+
+    squared = distances.reshape(-1).square()
+    two_eps = 2.0 * eps
+    out = torch.empty_like(squared)
+    step = max(1, _CHUNK_ELEMENTS // curvatures.numel())
+    for start in range(0, squared.numel(), step):
+        chunk = squared[start : start + step, None, None]
+        terms = two_eps / (two_eps + chunk * curvatures)  # (chunk, num_probes, m)
+        out[start : start + step] = ((terms * weights).sum(dim=2) / sums).mean(dim=1)
+    out = torch.where(squared == 0, 1.0, out)
+    return (z + (1.0 - z) * out).reshape(distances.shape)

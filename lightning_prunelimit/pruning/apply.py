@@ -1,0 +1,171 @@
+"""Apply keep-masks through ``torch.nn.utils.prune``, read them back, and make them permanent.
+
+Masks are installed with ``torch.nn.utils.prune.custom_from_mask``, so each pruned module holds
+a ``<name>_orig`` parameter, a ``<name>_mask`` buffer and a forward pre-hook, exactly what
+torch and Lightning's ``ModelPruning`` produce and recognise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import prune
+
+from lightning_prunelimit.pruning.parameters import parameter_key
+
+__all__ = ["apply_masks", "make_pruning_permanent", "masks_from_model", "remove_masks"]
+
+
+def _pruned_names(module: nn.Module) -> list[str]:
+    """Names of the parameters of ``module`` reparametrised by ``torch.nn.utils.prune``."""
+    names = []
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, prune.BasePruningMethod):
+            names.append(hook._tensor_name)
+    return names
+
+
+def _available_keys(model: nn.Module) -> list[str]:
+    keys = []
+    for qualified, module in model.named_modules():
+        for name, param in module._parameters.items():
+            if param is None:
+                continue
+            if name.endswith("_orig") and hasattr(module, name[: -len("_orig")] + "_mask"):
+                name = name[: -len("_orig")]
+            keys.append(parameter_key(qualified, name))
+    return keys
+
+
+def _resolve(model: nn.Module, key: str) -> tuple[nn.Module, str, Tensor]:
+    """Module, parameter name and current parameter tensor for a mask key."""
+    module_name, _, name = key.rpartition(".")
+    module: nn.Module | None
+    try:
+        module = model.get_submodule(module_name) if module_name else model
+    except AttributeError:
+        module = None
+    param = None
+    if module is not None:
+        param = module._parameters.get(name + "_orig")
+        if param is None or name not in _pruned_names(module):
+            param = module._parameters.get(name)
+    if module is None or param is None:
+        valid = _available_keys(model)
+        raise KeyError(
+            f"mask key {key!r} names no parameter of the model: keys are '<module>.<param>', "
+            f"e.g. {valid[:5]}{' ...' if len(valid) > 5 else ''}"
+        )
+    return module, name, param
+
+
+def _as_keep_mask(key: str, mask: Tensor, param: Tensor) -> Tensor:
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask for {key!r} must be a tensor, got {type(mask).__name__}")
+    if mask.shape != param.shape:
+        raise ValueError(
+            f"mask for {key!r} has shape {tuple(mask.shape)} but the parameter has shape "
+            f"{tuple(param.shape)}: pass a mask of the parameter's shape"
+        )
+    if mask.dtype != torch.bool:
+        if bool(((mask != 0) & (mask != 1)).any()):
+            raise ValueError(
+                f"mask for {key!r} must be boolean or contain only 0 and 1: pass a keep-mask "
+                "(True/1 = keep)"
+            )
+        mask = mask != 0
+    return mask.to(param.device)
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
+    """Install keep-masks on the model with ``torch.nn.utils.prune.custom_from_mask``.
+
+    Every key is checked (module and parameter exist, shape matches, values are boolean or
+    0/1) before anything is changed. A parameter that already carries a torch prune mask has
+    it **replaced**: its reparametrisation is first made permanent (the current effective
+    values ``orig * old_mask`` are kept, so entries pruned earlier stay zero) and then the new
+    mask is applied. Afterwards the mask buffer equals the given mask exactly, and the
+    ``Parameter`` object is the same one as before, so an existing optimizer keeps working.
+
+    Args:
+        model: the model to prune in place.
+        masks: keep-masks (``True`` = kept) keyed ``"<module>.<param>"``, e.g. from
+            ``global_magnitude_masks``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1))
+        >>> apply_masks(model, {"0.weight": torch.tensor([[True, False]])})
+        >>> hasattr(model[0], "weight_orig"), model[0].weight_mask.tolist()
+        (True, [[1.0, 0.0]])
+    """
+    if not isinstance(masks, Mapping):
+        raise TypeError(f"masks must be a mapping of '<module>.<param>' to tensors, got {masks!r}")
+    resolved = []
+    for key, mask in masks.items():
+        module, name, param = _resolve(model, key)
+        resolved.append((module, name, _as_keep_mask(key, mask, param)))
+    for module, name, mask in resolved:
+        if name in _pruned_names(module):
+            prune.remove(module, name)
+        prune.custom_from_mask(module, name, mask)
+
+
+def masks_from_model(model: nn.Module) -> dict[str, Tensor]:
+    """Return the keep-masks currently installed by ``torch.nn.utils.prune``.
+
+    Args:
+        model: a model, possibly pruned.
+
+    Returns:
+        Boolean copies of every ``<name>_mask`` buffer, keyed ``"<module>.<param>"``; empty if
+        nothing is pruned.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1))
+        >>> apply_masks(model, {"0.weight": torch.tensor([[True, False]])})
+        >>> masks_from_model(model)
+        {'0.weight': tensor([[ True, False]])}
+    """
+    masks: dict[str, Tensor] = {}
+    for qualified, module in model.named_modules():
+        for name in _pruned_names(module):
+            masks[parameter_key(qualified, name)] = getattr(module, name + "_mask").detach() != 0
+    return masks
+
+
+def remove_masks(model: nn.Module) -> list[str]:
+    """Make pruning permanent: remove every torch prune reparametrisation, keeping masked values.
+
+    Calls ``torch.nn.utils.prune.remove`` on every pruned parameter, so ``<name>_orig``,
+    ``<name>_mask`` and the hooks disappear and the parameter holds ``orig * mask`` (zeros
+    where masked). The ``Parameter`` objects stay the same. Also available as
+    ``make_pruning_permanent``.
+
+    Args:
+        model: the model, changed in place.
+
+    Returns:
+        The keys ``"<module>.<param>"`` that were made permanent.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1))
+        >>> apply_masks(model, {"0.weight": torch.tensor([[True, False]])})
+        >>> remove_masks(model)
+        ['0.weight']
+        >>> hasattr(model[0], "weight_orig"), float(model[0].weight.detach()[0, 1])
+        (False, 0.0)
+    """
+    removed = []
+    for qualified, module in model.named_modules():
+        for name in _pruned_names(module):
+            prune.remove(module, name)
+            removed.append(parameter_key(qualified, name))
+    return removed
+
+
+make_pruning_permanent = remove_masks
