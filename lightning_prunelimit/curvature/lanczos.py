@@ -1,0 +1,273 @@
+"""Lanczos tridiagonalisation of a symmetric operator, for several start vectors in lockstep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_prunelimit.curvature.linear_operator import (
+    LinearOperator,
+    operator_device,
+    operator_dim,
+    operator_dtype,
+)
+from lightning_prunelimit.curvature.spectrum import Spectrum
+
+
+@dataclass(frozen=True, eq=False)
+class LanczosResult:
+    """Tridiagonal Lanczos coefficients of one run per start vector (probe), in float64.
+
+    Probe ``p`` ran ``lengths[p]`` steps: its tridiagonal matrix ``T_p`` has diagonal
+    ``alphas[p, :L]`` and off-diagonal ``betas[p, :L-1]``; ``betas[p, L-1]`` is the norm of the
+    residual left after the last step (about 0 when the run stopped on an invariant Krylov space).
+    Entries past ``lengths[p]`` are 0.
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, lanczos
+        >>> op = DenseOperator(torch.diag(torch.tensor([1.0, 1.0, 4.0], dtype=torch.float64)))
+        >>> result = lanczos(op, torch.ones(1, 3, dtype=torch.float64), num_iters=3)
+        >>> result.lengths  # two distinct eigenvalues: the Krylov space is 2-dimensional
+        (2,)
+        >>> nodes, weights, _ = result.ritz()
+        >>> [round(x, 12) for x in nodes[0].tolist()], [round(x, 12) for x in weights[0].tolist()]
+        ([1.0, 4.0], [0.666666666667, 0.333333333333])
+    """
+
+    alphas: Tensor
+    betas: Tensor
+    lengths: tuple[int, ...]
+    dim: int
+
+    def __post_init__(self) -> None:
+        alphas = torch.as_tensor(self.alphas, dtype=torch.float64).detach().cpu()
+        betas = torch.as_tensor(self.betas, dtype=torch.float64).detach().cpu()
+        lengths = tuple(int(n) for n in self.lengths)
+        if alphas.ndim != 2 or alphas.shape != betas.shape or alphas.shape[0] != len(lengths):
+            raise ValueError(
+                f"alphas and betas must have shape (num_probes, m) and lengths one entry per "
+                f"probe, got {tuple(alphas.shape)}, {tuple(betas.shape)} and {len(lengths)}"
+            )
+        if any(n < 1 or n > alphas.shape[1] for n in lengths):
+            raise ValueError(f"every length must be in [1, {alphas.shape[1]}], got {lengths}")
+        object.__setattr__(self, "alphas", alphas)
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "lengths", lengths)
+
+    @property
+    def num_probes(self) -> int:
+        """Number of start vectors."""
+        return len(self.lengths)
+
+    def tridiagonal(self, probe: int = 0) -> Tensor:
+        """The ``(L, L)`` float64 tridiagonal matrix of one probe.
+
+        Example:
+            >>> import torch
+            >>> r = LanczosResult(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5, 0.0]]), (2,), 2)
+            >>> r.tridiagonal(0).tolist()
+            [[1.0, 0.5], [0.5, 2.0]]
+        """
+        n = self.lengths[probe]
+        off = self.betas[probe, : n - 1]
+        return torch.diag(self.alphas[probe, :n]) + torch.diag(off, 1) + torch.diag(off, -1)
+
+    def ritz(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Ritz values, quadrature weights and error bounds, each ``(num_probes, max(lengths))``.
+
+        Values are ascending per probe; weights are the squared first components of the
+        eigenvectors of ``T_p``; the bound ``|beta_L * s_L|`` (last eigenvector component times
+        the final residual norm) limits the distance from each Ritz value to an eigenvalue.
+        Shorter probes are padded with their largest Ritz value, weight 0 and bound 0.
+
+        Example:
+            >>> import torch
+            >>> r = LanczosResult(torch.tensor([[2.0]]), torch.tensor([[0.0]]), (1,), 1)
+            >>> [t.tolist() for t in r.ritz()]
+            [[[2.0]], [[1.0]], [[0.0]]]
+        """
+        width = max(self.lengths)
+        nodes = torch.zeros(self.num_probes, width, dtype=torch.float64)
+        weights = torch.zeros_like(nodes)
+        bounds = torch.zeros_like(nodes)
+        for p, n in enumerate(self.lengths):
+            values, vectors = torch.linalg.eigh(self.tridiagonal(p))
+            nodes[p, :n] = values
+            nodes[p, n:] = values[-1]
+            weights[p, :n] = vectors[0] ** 2
+            bounds[p, :n] = (self.betas[p, n - 1] * vectors[n - 1]).abs()
+        return nodes, weights, bounds
+
+    def spectrum(self) -> Spectrum:
+        """The Gauss quadrature of every probe, as a :class:`Spectrum`.
+
+        Example:
+            >>> import torch
+            >>> r = LanczosResult(torch.tensor([[2.0]]), torch.tensor([[0.0]]), (1,), 5)
+            >>> r.spectrum().trace_of(lambda x: x)
+            10.0
+        """
+        nodes, weights, _ = self.ritz()
+        return Spectrum(nodes=nodes, weights=weights, dim=self.dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (lists of floats and ints).
+
+        Example:
+            >>> import torch
+            >>> LanczosResult(torch.tensor([[2.0]]), torch.tensor([[0.0]]), (1,), 5).to_dict()
+            {'alphas': [[2.0]], 'betas': [[0.0]], 'lengths': [1], 'dim': 5}
+        """
+        return {
+            "alphas": self.alphas.tolist(),
+            "betas": self.betas.tolist(),
+            "lengths": list(self.lengths),
+            "dim": self.dim,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LanczosResult:
+        """Rebuild a result from :meth:`to_dict` output.
+
+        Example:
+            >>> d = {"alphas": [[2.0]], "betas": [[0.0]], "lengths": [1], "dim": 5}
+            >>> LanczosResult.from_dict(d).to_dict() == d
+            True
+        """
+        return cls(
+            alphas=torch.tensor(data["alphas"], dtype=torch.float64),
+            betas=torch.tensor(data["betas"], dtype=torch.float64),
+            lengths=tuple(int(n) for n in data["lengths"]),
+            dim=int(data["dim"]),
+        )
+
+
+def lanczos(
+    op: LinearOperator,
+    start: Tensor,
+    num_iters: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[LanczosResult], bool] | None = None,
+    breakdown_tol: float | None = None,
+) -> LanczosResult:
+    """Run Lanczos from each row of ``start`` in lockstep, with full reorthogonalisation.
+
+    Every step multiplies the whole block of still-running probes with one ``op.matvec`` call.
+    Each new vector is orthogonalised against all earlier basis vectors of its probe twice
+    (classical Gram-Schmidt, twice). Basis vectors are kept in the operator's dtype and on its
+    device; the coefficients are stored in float64.
+
+    A probe stops when its new residual norm ``beta`` falls to ``breakdown_tol`` times the running
+    estimate of ``||H||`` (its Krylov space is then invariant and its quadrature exact); the others
+    go on. ``num_iters`` is capped at ``dim``. The basis takes ``k * min(num_iters, dim) * dim``
+    entries of the operator's dtype (allocated up front).
+
+    Args:
+        op: a symmetric :class:`LinearOperator`.
+        start: ``(k, dim)`` or ``(dim,)`` start vectors (normalised here; must be non-zero).
+        num_iters: the most steps per probe.
+        progress: called as ``progress(step, total)`` after each step.
+        stop: called with the coefficients so far after each step; returning True ends the run.
+        breakdown_tol: relative threshold for ``beta``; default ``100 * eps`` of the basis dtype.
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, lanczos
+        >>> op = DenseOperator(torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64)))
+        >>> result = lanczos(op, torch.ones(2, 5, dtype=torch.float64), num_iters=10)
+        >>> result.lengths  # capped at dim = 5
+        (5, 5)
+        >>> [round(x, 10) for x in result.ritz()[0][0].tolist()]
+        [1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    dim = operator_dim(op)
+    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
+        raise ValueError(f"num_iters must be a positive int, got {num_iters!r}")
+    if not isinstance(start, Tensor) or start.ndim not in (1, 2) or start.shape[-1] != dim:
+        shape = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
+        raise ValueError(f"start must have shape (k, {dim}) or ({dim},), got {shape}")
+    dtype, device = operator_dtype(op), operator_device(op)
+    eps = torch.finfo(dtype).eps
+    tol = 100.0 * eps if breakdown_tol is None else float(breakdown_tol)
+    if not tol >= 0:
+        raise ValueError(f"breakdown_tol must be >= 0, got {breakdown_tol!r}")
+    start = start.reshape(-1, dim).to(device=device, dtype=torch.float64)
+    norms = torch.linalg.vector_norm(start, dim=1)
+    if not bool((norms > 0).all()) or not bool(torch.isfinite(norms).all()):
+        raise ValueError("every start vector must be non-zero and finite")
+    k = start.shape[0]
+    m = min(num_iters, dim)
+
+    basis = torch.empty(k, m, dim, dtype=dtype, device=device)
+    basis[:, 0] = (start / norms[:, None]).to(dtype)
+    alphas = torch.zeros(k, m, dtype=torch.float64)
+    betas = torch.zeros(k, m, dtype=torch.float64)
+    lengths = [0] * k
+    scale = torch.zeros(k, dtype=torch.float64)  # running estimate of ||H|| per probe
+    active = list(range(k))
+
+    def snapshot() -> LanczosResult:
+        width = max(lengths)
+        return LanczosResult(alphas[:, :width], betas[:, :width], tuple(lengths), dim)
+
+    for j in range(m):
+        rows = torch.tensor(active, device=device)
+        whole = len(active) == k
+        q = basis[:, j] if whole else basis[rows, j]
+        w = op.matvec(q)
+        if not isinstance(w, Tensor) or w.shape != q.shape:
+            raise ValueError(
+                f"op.matvec returned {tuple(w.shape) if isinstance(w, Tensor) else type(w)} for "
+                f"a block of shape {tuple(q.shape)}: it must return the block's shape"
+            )
+        w = w.to(device=device, dtype=dtype)
+        alpha = (w * q).sum(dim=1)
+        w = w - alpha[:, None] * q
+        if j > 0:
+            previous = basis[:, j - 1] if whole else basis[rows, j - 1]
+            beta_previous = betas[active, j - 1].to(device=device, dtype=dtype)
+            w = w - beta_previous[:, None] * previous
+        for _ in range(2):  # classical Gram-Schmidt, twice
+            if whole:
+                span = basis[:, : j + 1]
+                coefficients = torch.bmm(span, w.unsqueeze(2))
+                w = w - torch.bmm(coefficients.transpose(1, 2), span).squeeze(1)
+            else:
+                for r, p in enumerate(active):
+                    span = basis[p, : j + 1]
+                    w[r] -= (span @ w[r]) @ span
+        beta = torch.linalg.vector_norm(w, dim=1)
+        alpha64, beta64 = alpha.double().cpu(), beta.double().cpu()
+        if not (torch.isfinite(alpha64).all() and torch.isfinite(beta64).all()):
+            raise ValueError(
+                f"Lanczos step {j + 1} produced a non-finite coefficient: the operator returned "
+                "NaN or inf (check the model's parameters and data)"
+            )
+        index = torch.tensor(active)
+        alphas[index, j] = alpha64
+        betas[index, j] = beta64
+        previous_beta = betas[index, j - 1] if j > 0 else torch.zeros_like(beta64)
+        scale[index] = torch.maximum(scale[index], alpha64.abs() + beta64 + previous_beta)
+        for p in active:
+            lengths[p] = j + 1
+        going = beta64 > tol * scale[index]
+        if j + 1 < m and bool(going.any()):
+            keep = going.nonzero().view(-1)
+            continuing = [active[int(r)] for r in keep]
+            keep_device = keep.to(device)
+            target = torch.tensor(continuing, device=device)
+            basis[target, j + 1] = w[keep_device] / beta[keep_device, None]
+            active = continuing
+        else:
+            active = []
+        if progress is not None:
+            progress(j + 1, m)
+        if not active or (stop is not None and stop(snapshot())):
+            break
+    return snapshot()

@@ -1,0 +1,52 @@
+"""Stochastic Lanczos quadrature (SLQ): the spectral density of a Hessian from a few probes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from lightning_prunelimit.curvature.lanczos import lanczos
+from lightning_prunelimit.curvature.linear_operator import LinearOperator, operator_dim
+from lightning_prunelimit.curvature.rademacher import rademacher
+from lightning_prunelimit.curvature.spectrum import Spectrum
+
+
+def stochastic_lanczos_quadrature(
+    op: LinearOperator,
+    num_iters: int = 128,
+    num_probes: int = 1,
+    seed: int = 0,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Spectrum:
+    """Estimate the spectrum of ``op`` by Lanczos quadrature from random Rademacher probes.
+
+    The probes are drawn on the CPU from ``seed`` (so the result does not depend on the device),
+    normalised, and run in lockstep: each Lanczos step multiplies all of them with one
+    ``op.matvec`` call. ``num_iters`` is capped at ``op.dim``; with ``num_iters >= dim`` the
+    quadrature of every probe is exact. ``spectrum.trace_of(f)`` then estimates ``tr f(H)``.
+    Cost: ``num_iters`` products of a ``(num_probes, dim)`` block (one data pass each for a
+    :class:`HessianOperator`), and a basis of ``num_probes * num_iters * dim`` entries.
+
+    Args:
+        op: a symmetric :class:`LinearOperator` (e.g. a :class:`HessianOperator`).
+        num_iters: Lanczos steps per probe (nodes per probe).
+        num_probes: number of random probes (their quadratures are averaged).
+        seed: seed of the probes.
+        progress: called as ``progress(step, total)`` after each Lanczos step.
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, stochastic_lanczos_quadrature
+        >>> op = DenseOperator(torch.diag(torch.tensor([0.0, 0.0, 1.0, 3.0], dtype=torch.float64)))
+        >>> spectrum = stochastic_lanczos_quadrature(op, num_iters=4, num_probes=2)
+        >>> round(spectrum.trace_of(lambda x: x), 10)  # Rademacher probes: exact for a diagonal
+        4.0
+    """
+    dim = operator_dim(op)
+    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
+        raise ValueError(f"num_iters must be a positive int (Lanczos steps), got {num_iters!r}")
+    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
+        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
+    probes = rademacher(num_probes, dim, seed) / math.sqrt(dim)
+    return lanczos(op, probes, num_iters, progress=progress).spectrum()

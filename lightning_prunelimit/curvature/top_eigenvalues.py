@@ -1,0 +1,90 @@
+"""The largest eigenvalues of a symmetric operator, by Lanczos with a convergence test."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import Tensor
+
+from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
+from lightning_prunelimit.curvature.linear_operator import LinearOperator, operator_dim
+from lightning_prunelimit.curvature.rademacher import rademacher
+
+
+def default_top_eigenvalue_iters(k: int, dim: int) -> int:
+    """The default Lanczos step budget of :func:`top_eigenvalues`: ``min(dim, max(100, 20 k))``.
+
+    Example:
+        >>> default_top_eigenvalue_iters(3, 10_000), default_top_eigenvalue_iters(3, 50)
+        (100, 50)
+    """
+    return min(dim, max(100, 20 * k))
+
+
+def _top_converged(result: LanczosResult, k: int, tol: float) -> bool:
+    if result.lengths[0] < k:
+        return False
+    nodes, _, bounds = result.ritz()
+    top = nodes[0, -k:]
+    reference = max(float(top.abs().max()), torch.finfo(torch.float64).tiny)
+    return bool((bounds[0, -k:] <= tol * reference).all())
+
+
+def top_eigenvalues(
+    op: LinearOperator,
+    k: int = 1,
+    *,
+    num_iters: int | None = None,
+    seed: int = 0,
+    tol: float = 1e-6,
+) -> Tensor:
+    """The ``k`` largest (algebraic) eigenvalues of ``op``, descending, as a float64 tensor.
+
+    Lanczos with full reorthogonalisation runs from one seeded Rademacher probe until the Ritz
+    error bounds of the top ``k`` values are at most ``tol`` times the largest of them in
+    magnitude, or until ``num_iters`` steps (default :func:`default_top_eigenvalue_iters`,
+    ``min(dim, max(100, 20 k))``); a warning says when that budget ran out first. Each step is
+    one ``matvec`` (one pass over the data for a :class:`HessianOperator`).
+
+    A single start vector sees each distinct eigenvalue once: a repeated eigenvalue is returned
+    once, and if the probe's Krylov space has fewer than ``k`` dimensions, fewer than ``k`` values
+    come back (with a warning).
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, top_eigenvalues
+        >>> op = DenseOperator(torch.diag(torch.arange(10, dtype=torch.float64)))
+        >>> top_eigenvalues(op, k=3).round(decimals=8).tolist()
+        [9.0, 8.0, 7.0]
+    """
+    dim = operator_dim(op)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= dim:
+        raise ValueError(f"k must be an int in [1, dim={dim}], got {k!r}")
+    if num_iters is None:
+        num_iters = default_top_eigenvalue_iters(k, dim)
+    if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < k:
+        raise ValueError(f"num_iters must be an int >= k={k}, got {num_iters!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    start = rademacher(1, dim, seed)
+    result = lanczos(op, start, num_iters, stop=lambda r: _top_converged(r, k, tol))
+    nodes, _, bounds = result.ritz()
+    found = result.lengths[0]
+    values = nodes[0, :found].flip(0)[:k]
+    if found < k:
+        warnings.warn(
+            f"top_eigenvalues: the probe's Krylov space has only {found} dimensions, so only "
+            f"{found} of the {k} requested eigenvalues are returned (repeated eigenvalues are "
+            "seen once)",
+            stacklevel=2,
+        )
+    elif not _top_converged(result, k, tol) and found < dim:
+        worst = float(bounds[0, :found].flip(0)[:k].max())
+        warnings.warn(
+            f"top_eigenvalues: not converged after {found} Lanczos steps (error bound {worst:.3g}"
+            f", tol {tol} relative): pass a larger num_iters",
+            stacklevel=2,
+        )
+    return values
