@@ -1,0 +1,314 @@
+"""The Hessian spectrum of the trained network at the end of training (SLQ, top-k, trace)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from lightning_prunelimit.callbacks._shared import (
+    BatchToXY,
+    LossFn,
+    collect_batches,
+    log_scalars,
+    log_wandb,
+    progress_bar,
+    resolve_loss_fn,
+    save_figure,
+    training_point,
+)
+from lightning_prunelimit.curvature import (
+    HessianOperator,
+    Spectrum,
+    hutchinson_trace,
+    stochastic_lanczos_quadrature,
+    top_eigenvalues,
+)
+from lightning_prunelimit.curvature.hessian_operator import BACKENDS
+from lightning_prunelimit.curvature.parameter_selection import ParameterSelection
+from lightning_prunelimit.plotting import plot_spectrum, spectrum_density_curve
+
+__all__ = ["HessianSpectrum"]
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class HessianSpectrum(pl.Callback):
+    """Estimate the Hessian spectrum of the loss at the end of training.
+
+    At ``on_train_end`` (the model is still on its device and, under DDP, every rank is alive)
+    the callback builds a :class:`~lightning_prunelimit.curvature.HessianOperator` over a fixed
+    sample of the training data and runs stochastic Lanczos quadrature (the spectral density the
+    pruning limit needs), the ``top_k`` largest eigenvalues and a Hutchinson trace estimate.
+    Other callbacks call :meth:`compute` (e.g. at an epoch) or :meth:`ensure_computed` (compute
+    unless already done at this point of training).
+
+    **Data.** The training loader's data, without augmentation (a datamodule's ``augment`` flag
+    is switched off while the sample is read, unless ``augment=True``), ``num_samples`` samples
+    drawn once with ``seed`` (default all), in the loader's batch size; every Hessian-vector
+    product uses the same batches. Under DDP each rank holds a disjoint share of the sample and
+    the operator all-reduces, so the result equals a one-process run on the same data; the
+    total sample count is checked. ``batch_to_xy`` maps other batch layouts to
+    ``(inputs, targets)``.
+
+    **Loss.** ``loss_fn(outputs, targets) -> mean loss``, else the module's ``loss_fn`` or
+    ``criterion`` attribute. The module's ``forward`` must return what the loss takes.
+
+    **Logs** to every logger: ``hessian/top_eig_1`` .. ``hessian/top_eig_<k>``,
+    ``hessian/trace``, ``hessian/trace_stderr``, ``hessian/min_ritz``, ``hessian/max_ritz``,
+    ``hessian/num_params``, ``hessian/num_iters``, ``hessian/num_probes``. Saves
+    ``hessian_spectrum.png`` (density, log scale) in the run's log directory; with a
+    ``WandbLogger`` also the image, a line plot of the density (``hessian/density``) and a
+    table of the Ritz nodes and weights (``hessian/ritz``).
+
+    **Results** (also saved in checkpoints): ``spectrum`` (a
+    :class:`~lightning_prunelimit.curvature.Spectrum`), ``top_eigenvalues`` (float64 tensor,
+    descending), ``trace`` and ``trace_stderr``, ``num_params``.
+
+    Args:
+        num_iters: Lanczos steps per probe (the paper uses 128).
+        num_probes: SLQ probe vectors.
+        num_samples: training samples to use; ``None`` uses all.
+        top_k: how many top eigenvalues (0: none).
+        trace_probes: Hutchinson probes (0: no trace estimate).
+        backend: ``"native"`` or ``"pyhessian"`` Hessian-vector products.
+        seed: seed of the sample draw and of every probe.
+        loss_fn: the loss; default the module's ``loss_fn`` / ``criterion``.
+        batch_to_xy: maps a batch to ``(inputs, targets)``.
+        params: parameters of the Hessian: ``None`` (every trainable parameter outside
+            normalisation layers), a sequence of names, or a predicate ``(name, param)``.
+        augment: keep the datamodule's augmentation on while reading the sample.
+        top_iters: Lanczos step budget of the top eigenvalues (default: that of
+            ``curvature.top_eigenvalues``, which stops earlier once they converge).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> spectrum = HessianSpectrum(num_iters=64, num_probes=2, num_samples=2048)
+        >>> trainer = pl.Trainer(max_epochs=1, callbacks=[spectrum], logger=False)
+        >>> spectrum.spectrum is None  # filled in at the end of trainer.fit(...)
+        True
+    """
+
+    def __init__(
+        self,
+        num_iters: int = 128,
+        num_probes: int = 1,
+        num_samples: int | None = None,
+        top_k: int = 5,
+        trace_probes: int = 32,
+        backend: str = "native",
+        seed: int = 0,
+        loss_fn: LossFn | None = None,
+        batch_to_xy: BatchToXY | None = None,
+        params: ParameterSelection = None,
+        augment: bool = False,
+        top_iters: int | None = None,
+    ) -> None:
+        self.num_iters = _check_int("num_iters", num_iters, 1)
+        self.num_probes = _check_int("num_probes", num_probes, 1)
+        if num_samples is not None:
+            _check_int("num_samples", num_samples, 1)
+        self.num_samples = num_samples
+        self.top_k = _check_int("top_k", top_k, 0)
+        self.trace_probes = _check_int("trace_probes", trace_probes, 0)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: choose one of {sorted(BACKENDS)}")
+        self.backend = backend
+        self.seed = _check_int("seed", seed, 0)
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        if batch_to_xy is not None and not callable(batch_to_xy):
+            raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
+        self.loss_fn = loss_fn
+        self.batch_to_xy = batch_to_xy
+        self.params = params
+        self.augment = bool(augment)
+        if top_iters is not None:
+            _check_int("top_iters", top_iters, max(1, self.top_k))
+        self.top_iters = top_iters
+
+        self.spectrum: Spectrum | None = None
+        self.top_eigenvalues: Tensor | None = None
+        self.trace: float | None = None
+        self.trace_stderr: float | None = None
+        self.num_params: int | None = None
+        self._fit_index = 0
+        self._computed_at: tuple[int, int, int] | None = None
+
+    @property
+    def state_key(self) -> str:
+        """Key of this callback's state in checkpoints."""
+        return self._generate_state_key(
+            num_iters=self.num_iters,
+            num_probes=self.num_probes,
+            num_samples=self.num_samples,
+            seed=self.seed,
+        )
+
+    # -- computation ------------------------------------------------------------------------
+
+    def build_operator(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> HessianOperator:
+        """The Hessian operator over this callback's fixed sample (see the class docstring).
+
+        Other callbacks use it to work on exactly the same curvature (e.g. ``PruningLimit``'s
+        zero-curvature rows). Must be called on every rank under DDP.
+        """
+        loss_fn = resolve_loss_fn(self.loss_fn, pl_module)
+        fixed = collect_batches(
+            trainer,
+            pl_module,
+            num_samples=self.num_samples,
+            seed=self.seed,
+            batch_to_xy=self.batch_to_xy,
+            augment=self.augment,
+        )
+        op = HessianOperator(
+            pl_module, loss_fn, fixed.batches, params=self.params, backend=self.backend
+        )
+        if fixed.total_samples is not None and op.num_samples != fixed.total_samples:
+            raise RuntimeError(
+                f"the Hessian covers {op.num_samples} samples but {fixed.total_samples} were "
+                f"drawn over {trainer.world_size} rank(s): every rank must build the operator "
+                "from its own share of the same sample"
+            )
+        return op
+
+    def compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Spectrum:
+        """Run SLQ, the top eigenvalues and the trace now; store, log and plot the results.
+
+        Must be called on every rank under DDP (the Hessian products are all-reduced).
+
+        Returns:
+            The spectrum (also kept as ``self.spectrum``).
+        """
+        with torch.inference_mode(False), torch.enable_grad():
+            op = self.build_operator(trainer, pl_module)
+            with progress_bar(trainer, self.num_iters * self.num_probes, "Hessian spectrum") as bar:
+                spectrum = stochastic_lanczos_quadrature(
+                    op,
+                    num_iters=self.num_iters,
+                    num_probes=self.num_probes,
+                    seed=self.seed,
+                    progress=bar,
+                )
+            top = torch.empty(0, dtype=torch.float64)
+            if self.top_k:
+                top = top_eigenvalues(
+                    op, k=min(self.top_k, op.dim), num_iters=self.top_iters, seed=self.seed
+                )
+                top = top.detach().to(device="cpu", dtype=torch.float64)
+            trace = stderr = None
+            if self.trace_probes:
+                estimate, error = hutchinson_trace(op, num_probes=self.trace_probes, seed=self.seed)
+                trace, stderr = float(estimate), float(error)
+            num_params = op.dim
+        del op  # releases the sample
+        self.spectrum = spectrum
+        self.top_eigenvalues = top
+        self.trace, self.trace_stderr = trace, stderr
+        self.num_params = num_params
+        self._computed_at = training_point(trainer, self._fit_index)
+        self._report(trainer)
+        return spectrum
+
+    def ensure_computed(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Spectrum:
+        """The spectrum at the current point of training: computed now unless already done.
+
+        Lightning calls hooks in the order of the callbacks list; consumers (``PruningLimit``,
+        ``GlobalOneShotPruning``) call this so that the order does not matter.
+        """
+        if self.spectrum is None or self._computed_at != training_point(trainer, self._fit_index):
+            return self.compute(trainer, pl_module)
+        return self.spectrum
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, float]:
+        """The scalars this callback logs, from the stored results (empty before any compute).
+
+        Example:
+            >>> HessianSpectrum().metrics()
+            {}
+        """
+        if self.spectrum is None:
+            return {}
+        values: dict[str, float] = {}
+        if self.top_eigenvalues is not None:
+            for i, value in enumerate(self.top_eigenvalues.tolist(), start=1):
+                values[f"hessian/top_eig_{i}"] = float(value)
+        if self.trace is not None:
+            values["hessian/trace"] = self.trace
+            values["hessian/trace_stderr"] = float(self.trace_stderr or 0.0)
+        values["hessian/min_ritz"] = self.spectrum.min_node
+        values["hessian/max_ritz"] = self.spectrum.max_node
+        values["hessian/num_params"] = float(self.num_params or self.spectrum.dim)
+        values["hessian/num_iters"] = float(self.spectrum.num_iters)
+        values["hessian/num_probes"] = float(self.spectrum.num_probes)
+        return values
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        spectrum = self.spectrum
+        assert spectrum is not None
+        log_scalars(trainer, self.metrics())
+        save_figure(
+            trainer, lambda: plot_spectrum(spectrum), "hessian_spectrum.png", "hessian/spectrum"
+        )
+
+        def media(wandb: Any) -> dict[str, Any]:
+            grid, density = spectrum_density_curve(spectrum)
+            curve = wandb.Table(columns=["eigenvalue", "density"], data=list(zip(grid, density)))
+            rows = [
+                [probe, float(node), float(weight)]
+                for probe in range(spectrum.num_probes)
+                for node, weight in zip(spectrum.nodes[probe], spectrum.weights[probe])
+            ]
+            return {
+                "hessian/density": wandb.plot.line(
+                    curve, "eigenvalue", "density", title="Hessian spectral density"
+                ),
+                "hessian/ritz": wandb.Table(columns=["probe", "node", "weight"], data=rows),
+            }
+
+        log_wandb(trainer, media)
+
+    # -- hooks and state --------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start a new fit: results of earlier fits are not reused."""
+        self._fit_index += 1
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Compute the spectrum of the trained model (unless a consumer already did)."""
+        self.ensure_computed(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The results as plain data (floats and lists)."""
+        return {
+            "spectrum": None if self.spectrum is None else self.spectrum.to_dict(),
+            "top_eigenvalues": None
+            if self.top_eigenvalues is None
+            else [float(x) for x in self.top_eigenvalues.tolist()],
+            "trace": self.trace,
+            "trace_stderr": self.trace_stderr,
+            "num_params": self.num_params,
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore the results saved by :meth:`state_dict`."""
+        spectrum = state_dict.get("spectrum")
+        self.spectrum = None if spectrum is None else Spectrum.from_dict(spectrum)
+        top = state_dict.get("top_eigenvalues")
+        self.top_eigenvalues = None if top is None else torch.tensor(top, dtype=torch.float64)
+        trace, stderr = state_dict.get("trace"), state_dict.get("trace_stderr")
+        self.trace = None if trace is None else float(trace)
+        self.trace_stderr = None if stderr is None else float(stderr)
+        num_params = state_dict.get("num_params")
+        self.num_params = None if num_params is None else int(num_params)
+        self._computed_at = None
