@@ -22,7 +22,14 @@ _CALLBACKS = {
     "SparsitySweep": "lightning_prunelimit.callbacks.sparsity_sweep",
 }
 
-__all__ = [*_CALLBACKS, "__version__"]
+__all__ = [
+    "GlobalOneShotPruning",
+    "HessianSpectrum",
+    "L1Regularization",
+    "PruningLimit",
+    "SparsitySweep",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.callbacks.global_one_shot_pruning import GlobalOneShotPruning

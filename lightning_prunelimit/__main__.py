@@ -1,0 +1,8 @@
+"""``python -m lightning_prunelimit``: the ``prunelimit`` job (see ``lightning_prunelimit.app``)."""
+
+from __future__ import annotations
+
+from lightning_prunelimit.app.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The stages of the ``prunelimit`` job, from a composed config to the report's sections."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_prunelimit.app.instantiate import instantiate_group, instantiate_node
+from lightning_prunelimit.app.timing import StageTimings, TrainEndClock
+from lightning_prunelimit.app.validation import ConfigError, validate_config
+
+__all__ = ["run_pipeline"]
+
+
+def run_pipeline(
+    cfg: DictConfig,
+    run_dir: Path,
+    sections: MutableMapping[str, Any],
+    timings: StageTimings,
+) -> None:
+    """Run stages 1-5 of the job and fill the report's sections as each stage finishes.
+
+    1. train the dense network with the training callbacks (L1 regularisation, spectrum,
+       predicted limit, sparsity sweep: the last three compute at the end of training), then
+       save ``dense.ckpt`` and test it; 2-4. read the spectrum, the predicted limit and the
+       actual limit from the callbacks; 5. prune with the ``GlobalOneShotPruning`` node at the
+       predicted sparsity (or its own ``amount``) in a second Trainer, fine-tune for
+       ``finetune_epochs``, test, and save ``pruned.ckpt``.
+
+    ``torch_threads`` (when set) is the number of CPU threads torch uses during the job; the
+    previous number is restored afterwards.
+
+    Sections filled (see :class:`~lightning_prunelimit.app.report.JobReport`): ``dense``,
+    ``spectrum``, ``prediction``, ``actual``, ``pruned``. A stage whose callback is not
+    configured leaves its section out. Everything is validated and built before training
+    starts, so a bad config fails in seconds with a :class:`ConfigError`.
+
+    Args:
+        cfg: the composed job config.
+        run_dir: the run directory (``dense.ckpt`` and ``pruned.ckpt`` go there).
+        sections: filled in place, so a failing stage leaves the earlier stages' results.
+        timings: seconds per stage, filled in place.
+
+    Example:
+        >>> from lightning_prunelimit.app.timing import StageTimings
+        >>> sections = {}
+        >>> try:
+        ...     run_pipeline(OmegaConf.create({}), Path("."), sections, StageTimings())
+        ... except ConfigError as error:
+        ...     print(str(error).split(" (")[0])
+        data is not configured
+    """
+    validate_config(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    with _torch_threads(cfg.get("torch_threads")):
+        _run_stages(cfg, run_dir, sections, timings)
+
+
+def _run_stages(
+    cfg: DictConfig,
+    run_dir: Path,
+    sections: MutableMapping[str, Any],
+    timings: StageTimings,
+) -> None:
+    from lightning_prunelimit import GlobalOneShotPruning
+
+    with timings.measure("setup"):
+        callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+        pruning_keys = [k for k, c in callbacks.items() if isinstance(c, GlobalOneShotPruning)]
+        training_callbacks = [c for k, c in callbacks.items() if k not in pruning_keys]
+        datamodule = instantiate_node(cfg.data, "data")
+        model = instantiate_node(cfg.model, "model")
+        _prepare_data(datamodule)
+        _check_model_fits_data(model, datamodule)
+        loggers = list(instantiate_group(cfg.get("logger"), "logger").values())
+        config = OmegaConf.to_container(cfg, resolve=True)
+        for logger in loggers:
+            logger.log_hyperparams(config)
+        ordered, clocks = _with_clocks(training_callbacks)
+        trainer = instantiate_node(cfg.trainer, "trainer", callbacks=ordered, logger=loggers)
+
+    # Stages 1-4: one fit; the spectrum, the limit and the sweep compute in on_train_end.
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    _add_clock_timings(timings, start, clocks, end=time.perf_counter())
+    _read_callback_results(training_callbacks, sections)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(run_dir / "dense.ckpt")
+    with timings.measure("evaluate_dense"):
+        dense = _test(trainer, model, datamodule)
+    sections["dense"] = {
+        "accuracy": dense.get("test/acc"),
+        "loss": dense.get("test/loss"),
+        "num_prunable_weights": _count_prunable(model),
+        "epochs": int(trainer.current_epoch),
+    }
+
+    # Stage 5: prune in a second Trainer and fine-tune.
+    if not pruning_keys:
+        return
+    key = pruning_keys[0]
+    node = cfg.callbacks[key]
+    amount = node.get("amount")
+    if amount == "predicted":
+        prediction = sections.get("prediction")
+        if prediction is None:
+            raise ConfigError(
+                f"callbacks.{key}.amount=predicted but no prediction was made: keep "
+                "callbacks.pruning_limit or set a sparsity"
+            )
+        amount = prediction["sparsity"]
+    pruning = instantiate_node(node, f"callbacks.{key}", amount=float(amount))
+    finetune_epochs = int(cfg.get("finetune_epochs", 0))
+    finetuner = instantiate_node(
+        cfg.trainer,
+        "trainer",
+        callbacks=[pruning] if finetune_epochs else [],
+        logger=loggers,
+        max_epochs=finetune_epochs,
+        num_sanity_val_steps=0,
+    )
+    with timings.measure("finetune"):
+        if finetune_epochs:
+            finetuner.fit(model, datamodule=datamodule)
+        else:  # no training loop, so the callback's on_train_start would not run
+            _prune_now(model, float(amount), pruning.parameter_names)
+    with timings.measure("evaluate_pruned"):
+        pruned = _test(finetuner, model, datamodule)
+    finetuner.save_checkpoint(run_dir / "pruned.ckpt")
+    realised = _realised_sparsity(model, pruning.parameter_names)
+    sections["pruned"] = {
+        "accuracy": pruned.get("test/acc"),
+        "loss": pruned.get("test/loss"),
+        "requested_sparsity": float(amount),
+        "sparsity": realised.global_sparsity,
+        "num_pruned": realised.num_pruned,
+        "num_weights": realised.num_total,
+        "finetune_epochs": finetune_epochs,
+        "per_layer": dict(realised.per_layer),
+    }
+
+
+@contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _prepare_data(datamodule: Any) -> None:
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"data ({type(datamodule).__name__}): {error}") from error
+
+
+def _check_model_fits_data(model: torch.nn.Module, datamodule: Any) -> None:
+    num_classes = getattr(datamodule, "num_classes", None)
+    model_classes = getattr(model, "num_classes", None)
+    data_name = type(datamodule).__name__
+    if num_classes and model_classes is not None and int(model_classes) != int(num_classes):
+        raise ConfigError(
+            f"model.num_classes={model_classes} but data ({data_name}) has {num_classes} "
+            f"classes: set model.num_classes={num_classes}"
+        )
+    shape = tuple(getattr(datamodule, "input_shape", ()) or ())
+    if not shape:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(torch.zeros(2, *shape))
+    except Exception as error:
+        net = getattr(model, "net", model)
+        raise ConfigError(
+            f"model ({type(net).__name__}) does not take the inputs of data ({data_name}, "
+            f"shape {shape}): {error}"
+        ) from error
+    finally:
+        model.train(was_training)
+    if num_classes and tuple(outputs.shape) != (2, int(num_classes)):
+        raise ConfigError(
+            f"model returns outputs of shape {tuple(outputs.shape[1:])} per sample but data "
+            f"({data_name}) has {num_classes} classes: set model.num_classes={num_classes}"
+        )
+
+
+def _with_clocks(callbacks: Sequence[Callback]) -> tuple[list[Callback], dict[str, TrainEndClock]]:
+    from lightning_prunelimit import HessianSpectrum, PruningLimit, SparsitySweep
+
+    kinds = (("spectrum", HessianSpectrum), ("prediction", PruningLimit), ("actual", SparsitySweep))
+    staged = [c for c in callbacks if isinstance(c, tuple(cls for _, cls in kinds))]
+    ordered = [c for c in callbacks if c not in staged]
+    clocks = {"train": TrainEndClock()}
+    ordered.append(clocks["train"])
+    for stage, cls in kinds:
+        ordered += [c for c in staged if isinstance(c, cls)]
+        clocks[stage] = TrainEndClock()
+        ordered.append(clocks[stage])
+    return ordered, clocks
+
+
+def _add_clock_timings(
+    timings: StageTimings, start: float, clocks: Mapping[str, TrainEndClock], end: float
+) -> None:
+    previous = start
+    for stage, clock in clocks.items():
+        if clock.time is None:  # training stopped before on_train_end (interrupted)
+            timings.add("train", end - start)
+            return
+        timings.add(stage, clock.time - previous)
+        previous = clock.time
+    timings.add("train", end - previous)
+
+
+def _test(trainer: L.Trainer, model: L.LightningModule, datamodule: Any) -> dict[str, float]:
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def _count_prunable(model: torch.nn.Module) -> int:
+    from lightning_prunelimit.models import count_prunable_weights
+
+    return int(count_prunable_weights(model))
+
+
+def _prune_now(model: torch.nn.Module, amount: float, parameter_names: Sequence[str]) -> None:
+    from lightning_prunelimit.pruning import apply_masks, global_magnitude_masks, remove_masks
+
+    apply_masks(model, global_magnitude_masks(model, amount, parameter_names=parameter_names))
+    remove_masks(model)
+
+
+def _realised_sparsity(model: torch.nn.Module, parameter_names: Sequence[str]) -> Any:
+    from lightning_prunelimit.pruning import sparsity_report
+
+    return sparsity_report(model, parameter_names=tuple(parameter_names))
+
+
+def _read_callback_results(
+    callbacks: Sequence[Callback], sections: MutableMapping[str, Any]
+) -> None:
+    from lightning_prunelimit import HessianSpectrum, PruningLimit, SparsitySweep
+
+    for callback in callbacks:
+        if isinstance(callback, HessianSpectrum) and callback.spectrum is not None:
+            spectrum = callback.spectrum
+            top = [float(v) for v in torch.as_tensor(callback.top_eigenvalues).flatten()]
+            sections["spectrum"] = {
+                "top_eigenvalues": top,
+                "top_eigenvalue": top[0] if top else None,
+                "trace": None if callback.trace is None else float(callback.trace),
+                "trace_stderr": None
+                if callback.trace_stderr is None
+                else float(callback.trace_stderr),
+                "num_parameters": int(callback.num_params or spectrum.dim),
+                "num_iters": int(spectrum.num_iters),
+                "num_probes": int(spectrum.num_probes),
+                "ritz": spectrum.to_dict(),
+            }
+        elif isinstance(callback, PruningLimit) and callback.prediction is not None:
+            sections["prediction"] = callback.prediction.to_dict()
+        elif isinstance(callback, SparsitySweep) and callback.result is not None:
+            result = callback.result
+            sections["actual"] = {
+                "sparsity_limit": float(result.actual_limit),
+                "dense_accuracy": float(result.dense_accuracy),
+                "metric": str(result.metric),
+                "tolerance": float(result.tolerance),
+                "curve": {
+                    "sparsities": [float(x) for x in result.sparsities],
+                    "accuracies": [float(x) for x in result.accuracies],
+                    "losses": [float(x) for x in result.losses],
+                },
+            }

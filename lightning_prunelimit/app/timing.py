@@ -1,0 +1,87 @@
+"""Wall-clock timing of the job's stages, including those that run inside ``Trainer.fit``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+__all__ = ["StageTimings", "TrainEndClock"]
+
+
+class StageTimings:
+    """Seconds spent in each named stage, in the order the stages were first timed.
+
+    Example:
+        >>> timings = StageTimings()
+        >>> with timings.measure("train"):
+        ...     pass
+        >>> timings.add("spectrum", 1.5)
+        >>> list(timings.as_dict()), timings.as_dict()["spectrum"]
+        (['train', 'spectrum'], 1.5)
+    """
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to stage ``name`` (created at zero if new).
+
+        Example:
+            >>> timings = StageTimings()
+            >>> timings.add("report", 0.25); timings.add("report", 0.25)
+            >>> timings.as_dict()
+            {'report': 0.5}
+        """
+        if seconds < 0:
+            raise ValueError(f"seconds must be non-negative, got {seconds} for stage {name!r}")
+        self._seconds[name] = self._seconds.get(name, 0.0) + float(seconds)
+
+    @contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block and add it to stage ``name`` (also when the block raises).
+
+        Example:
+            >>> timings = StageTimings()
+            >>> with timings.measure("train"):
+            ...     _ = sum(range(1000))
+            >>> timings.as_dict()["train"] >= 0.0
+            True
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def as_dict(self) -> dict[str, float]:
+        """A copy of the timings, ``{stage: seconds}``.
+
+        Example:
+            >>> StageTimings().as_dict()
+            {}
+        """
+        return dict(self._seconds)
+
+
+class TrainEndClock(Callback):
+    """Records the time at which the ``on_train_end`` hooks reach this callback.
+
+    Lightning calls ``on_train_end`` in the order of ``trainer.callbacks``; clocks placed between
+    callbacks that compute at the end of training (spectrum, limit, sweep) time each of them.
+
+    Example:
+        >>> clock = TrainEndClock()
+        >>> clock.time is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self.time: float | None = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Note the current ``time.perf_counter()``."""
+        self.time = time.perf_counter()

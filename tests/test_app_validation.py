@@ -1,0 +1,116 @@
+"""Bad configurations are refused up front, with one line that names the problem and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
+    clean_hydra_state,
+    compose_job,
+)
+from hydra.errors import CompactHydraException
+from omegaconf import open_dict
+
+from lightning_prunelimit.app import ConfigError, JobReport, run_task, validate_config
+from lightning_prunelimit.app.validation import check_no_checkpoints
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["+callbacks.l1_regularization.strenght=1"],
+            "callbacks.l1_regularization.strenght: L1Regularization has no argument 'strenght' "
+            "(it takes strength, parameter_names, include_norm_layers): did you mean "
+            "callbacks.l1_regularization.strength?",
+        ),
+        (["+model.net.hiden=[3]"], "did you mean model.net.hidden?"),
+        (["+trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
+        (
+            ["+callbacks.hessian_spectrun.num_iters=3"],
+            "callbacks.hessian_spectrun has no _target_ (it holds ['num_iters']): add it through "
+            "a callbacks config (callbacks=<name>) or remove it with ~callbacks.hessian_spectrun",
+        ),
+        (["data._target_=lightning_prunelimit.data.NoSuchData"], "data._target_='lightning_"),
+        (["data.batch_size=???"], "missing value for data.batch_size: set it on the command line"),
+        (["finetune_epochs=-1"], "finetune_epochs must be a non-negative integer, got -1"),
+        (["torch_threads=0"], "torch_threads must be a positive integer or null, got 0"),
+        (["optimized_metric=pruned.acc"], "'pruned.acc' is not a report value: did you mean"),
+        (
+            ["~callbacks.pruning_limit"],
+            "callbacks.one_shot_pruning.amount=predicted needs the predicted limit",
+        ),
+        (["~callbacks.hessian_spectrum"], "no HessianSpectrum callback is configured"),
+        (["~model.net.in_features"], "model.net.in_features is required by MLP but not set"),
+        (["~data"], "data is not configured (no node with a _target_)"),
+    ],
+)
+def test_invalid_configs_are_refused_before_any_work(
+    overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    cfg = compose_job(overrides, run_dir=tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(cfg)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_two_pruning_callbacks_are_refused(tmp_path: Path) -> None:
+    cfg = compose_job([], run_dir=tmp_path)
+    with open_dict(cfg):
+        cfg.callbacks.second_pruning = cfg.callbacks.one_shot_pruning
+    with pytest.raises(ConfigError, match="one_shot_pruning, second_pruning all prune"):
+        validate_config(cfg)
+
+
+def test_config_error_is_printed_by_hydra_without_a_traceback() -> None:
+    # Hydra prints a CompactHydraException as its message alone.
+    assert issubclass(ConfigError, CompactHydraException)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_an_existing_checkpoint_is_refused(tmp_path: Path) -> None:
+    check_no_checkpoints(tmp_path)
+    (tmp_path / "pruned.ckpt").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match="pruned.ckpt already exists"):
+        check_no_checkpoints(tmp_path)
+    assert (tmp_path / "pruned.ckpt").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data=digits"],
+            "model (MLP) does not take the inputs of data (DigitsDataModule, shape (1, 8, 8)): "
+            "MLP expects 40 features per sample",
+        ),
+        (
+            ["model.num_classes=5"],
+            "model.num_classes=5 but data (MNIST1DDataModule) has 10 classes: set "
+            "model.num_classes=10",
+        ),
+        (
+            ["model.lr=-0.1"],
+            "model (lightning_prunelimit.models.classifier.ImageClassifier): ValueError: lr must "
+            "be positive, got -0.1",
+        ),
+        (
+            ["callbacks.hessian_spectrum.num_iters=0"],
+            "callbacks.hessian_spectrum (lightning_prunelimit.callbacks.hessian_spectrum."
+            "HessianSpectrum): ValueError: num_iters must be an int >= 1, got 0",
+        ),
+    ],
+    ids=["input-shape", "num-classes", "learning-rate", "lanczos-steps"],
+)
+def test_values_that_only_the_objects_can_check_fail_before_training(
+    overrides: list[str], message: str, tmp_path: Path
+) -> None:
+    cfg = compose_job([*overrides, "logger=none"], run_dir=tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        run_task(cfg)
+    assert str(raised.value).startswith(message)
+    report = JobReport.read(tmp_path / "report.json")
+    assert report.status == "failed" and report.dense is None
+    assert report.timings_s.get("train") is None  # training never started
