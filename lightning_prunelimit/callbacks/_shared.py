@@ -42,6 +42,8 @@ from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
+from lightning_prunelimit.pruning import is_pruned
+
 if TYPE_CHECKING:  # pragma: no cover
     import lightning.pytorch as pl
     from matplotlib.figure import Figure
@@ -131,23 +133,6 @@ def find_callback(trainer: pl.Trainer, cls: type[_C]) -> _C | None:
             f"the Trainer holds {len(found)} {cls.__name__} callbacks: keep exactly one"
         )
     return found[0] if found else None
-
-
-def is_pruned(module: nn.Module, name: str) -> bool:
-    """Whether parameter ``name`` of ``module`` is reparametrised by ``torch.nn.utils.prune``.
-
-    Such a parameter lives as ``<name>_orig`` next to a ``<name>_mask`` buffer, and the forward
-    pass uses ``orig * mask``.
-
-    Example:
-        >>> import torch
-        >>> from torch.nn.utils import prune
-        >>> layer = torch.nn.Linear(2, 1)
-        >>> _ = prune.custom_from_mask(layer, "weight", torch.tensor([[True, False]]))
-        >>> is_pruned(layer, "weight"), is_pruned(layer, "bias")
-        (True, False)
-    """
-    return module._parameters.get(name + "_orig") is not None and name + "_mask" in module._buffers
 
 
 def training_point(trainer: pl.Trainer, fit_index: int) -> tuple[int, int, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +22,8 @@ from lightning_prunelimit.plotting import plot_layer_sparsity
 from lightning_prunelimit.pruning import (
     SparsityReport,
     apply_masks,
+    check_amount,
+    check_parameter_names,
     global_magnitude_masks,
     prunable_parameters,
     sparsity_report,
@@ -37,17 +37,10 @@ PREDICTED = "predicted"
 def _check_amount(amount: float | str) -> float | str:
     if amount == PREDICTED:
         return PREDICTED
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
-        raise TypeError(
-            f"amount must be a float in [0, 1) or 'predicted', got {amount!r}: pass the "
-            "fraction of weights to remove"
-        )
-    value = float(amount)
-    if math.isnan(value) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"amount must be in [0, 1), got {value}: pass the fraction of weights to remove"
-        )
-    return value
+    try:
+        return check_amount(amount)  # type: ignore[arg-type]
+    except TypeError as error:
+        raise TypeError(f"{error} (or the string 'predicted')") from None
 
 
 def _align_pruning_keys(
@@ -153,11 +146,9 @@ class GlobalOneShotPruning(pl.Callback):
             )
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        if isinstance(parameter_names, str):
-            raise TypeError(f"parameter_names must be a sequence, pass ({parameter_names!r},)")
         self.apply_at_epoch = apply_at_epoch
         self.parameters_to_prune = tuple(parameters_to_prune)
-        self.parameter_names = tuple(parameter_names)
+        self.parameter_names = check_parameter_names(parameter_names)
         self.make_pruning_permanent = bool(make_pruning_permanent)
         self.verbose = verbose
 

@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 
 from lightning_prunelimit.callbacks._shared import is_pruned, log_scalars
 from lightning_prunelimit.curvature import NORMALIZATION_LAYERS
+from lightning_prunelimit.pruning import check_parameter_names
 
 __all__ = ["L1Regularization"]
 
@@ -71,19 +72,8 @@ class L1Regularization(pl.Callback):
                 f"strength must be finite and >= 0, got {strength}: pass the L1 coefficient, "
                 "e.g. strength=5e-5"
             )
-        if isinstance(parameter_names, str):
-            raise TypeError(
-                f"parameter_names must be a sequence of names, got the string "
-                f"{parameter_names!r}: pass ({parameter_names!r},)"
-            )
-        names = tuple(parameter_names)
-        if not names or not all(isinstance(n, str) and n for n in names):
-            raise ValueError(
-                f"parameter_names must be a non-empty sequence of names, got {names!r}: "
-                "pass e.g. ('weight', 'bias')"
-            )
         self.strength = float(strength)
-        self.parameter_names = names
+        self.parameter_names = check_parameter_names(parameter_names)
         self.include_norm_layers = bool(include_norm_layers)
 
     @property

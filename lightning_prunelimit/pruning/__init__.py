@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from lightning_prunelimit.pruning.apply import (
     apply_masks,
+    is_pruned,
     make_pruning_permanent,
     masks_from_model,
     remove_masks,
 )
-from lightning_prunelimit.pruning.masks import global_magnitude_masks, num_to_prune
+from lightning_prunelimit.pruning.masks import check_amount, global_magnitude_masks, num_to_prune
 from lightning_prunelimit.pruning.parameters import (
     PRUNABLE_MODULE_TYPES,
+    check_parameter_names,
     effective_parameter,
     parameter_key,
     prunable_parameters,
@@ -35,7 +37,10 @@ __all__ = [
     "PRUNABLE_MODULE_TYPES",
     "SparsityReport",
     "apply_masks",
+    "check_amount",
+    "check_parameter_names",
     "effective_parameter",
+    "is_pruned",
     "global_magnitude_masks",
     "make_pruning_permanent",
     "masks_from_model",

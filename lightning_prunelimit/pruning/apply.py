@@ -18,6 +18,23 @@ from lightning_prunelimit.pruning.parameters import parameter_key
 __all__ = ["apply_masks", "make_pruning_permanent", "masks_from_model", "remove_masks"]
 
 
+def is_pruned(module: nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` of ``module`` is reparametrised by ``torch.nn.utils.prune``.
+
+    Such a parameter lives as ``<name>_orig`` next to a ``<name>_mask`` buffer, and the forward
+    pass uses ``orig * mask``.
+
+    Example:
+        >>> import torch
+        >>> from torch.nn.utils import prune
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> _ = prune.custom_from_mask(layer, "weight", torch.tensor([[True, False]]))
+        >>> is_pruned(layer, "weight"), is_pruned(layer, "bias")
+        (True, False)
+    """
+    return name in _pruned_names(module) and name + "_mask" in module._buffers
+
+
 def _pruned_names(module: nn.Module) -> list[str]:
     """Names of the parameters of ``module`` reparametrised by ``torch.nn.utils.prune``."""
     names = []

@@ -35,7 +35,13 @@ def num_to_prune(sparsity: float, num_weights: int) -> int:
     return int(round(sparsity * num_weights))
 
 
-def _check_amount(amount: float) -> float:
+def check_amount(amount: float) -> float:
+    """Validate a pruning ``amount`` (fraction of weights to remove) and return it as a float.
+
+    Example:
+        >>> check_amount(0.25)
+        0.25
+    """
     if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
         raise TypeError(
             f"amount must be a float in [0, 1), got {amount!r} ({type(amount).__name__}): "
@@ -87,7 +93,7 @@ def global_magnitude_masks(
         tensor([[False,  True],
                 [ True, False]])
     """
-    value = _check_amount(amount)
+    value = check_amount(amount)
     entries = prunable_parameters(model, parameter_names, parameters_to_prune)
     tensors = [effective_parameter(module, name) for _, module, name in entries]
     dtype = tensors[0].dtype

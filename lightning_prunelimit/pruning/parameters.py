@@ -80,7 +80,13 @@ def effective_parameter(module: nn.Module, name: str) -> Tensor:
     return param.detach()
 
 
-def _check_parameter_names(parameter_names: Sequence[str]) -> tuple[str, ...]:
+def check_parameter_names(parameter_names: Sequence[str]) -> tuple[str, ...]:
+    """Validate a sequence of parameter names (a bare string is refused) and return a tuple.
+
+    Example:
+        >>> check_parameter_names(["weight", "bias"])
+        ('weight', 'bias')
+    """
     if isinstance(parameter_names, str):
         raise TypeError(
             f"parameter_names must be a sequence of names, got the string {parameter_names!r}: "
@@ -128,7 +134,7 @@ def prunable_parameters(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    names = _check_parameter_names(parameter_names)
+    names = check_parameter_names(parameter_names)
     module_names = {id(module): qualified for qualified, module in model.named_modules()}
 
     selected: list[tuple[str, nn.Module, str]] = []
