@@ -30,7 +30,9 @@ class MNISTDataModule(TensorDataModule):
     inputs have shape ``(1, 28, 28)``.
 
     Args:
-        fallback_dirs: further directories searched after ``<data_dir>/MNIST/raw``.
+        fallback_dirs: further directories searched after ``<data_dir>/MNIST/raw``; ``None``
+            takes the class's ``default_fallback_dirs`` (none for MNIST, Debian's package
+            directory for Fashion-MNIST).
         See :class:`~lightning_prunelimit.data.tensor_datamodule.TensorDataModule` for the rest.
 
     Example:
@@ -49,6 +51,7 @@ class MNISTDataModule(TensorDataModule):
         "place the four IDX files (gzipped or not) there, e.g. copied from an existing "
         "torchvision download (<root>/MNIST/raw)"
     )
+    default_fallback_dirs: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -61,7 +64,7 @@ class MNISTDataModule(TensorDataModule):
         augment: bool = False,
         crop_padding: int = 4,
         normalize: bool = True,
-        fallback_dirs: Sequence[str] = (),
+        fallback_dirs: Sequence[str] | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -74,6 +77,8 @@ class MNISTDataModule(TensorDataModule):
             crop_padding=crop_padding,
             normalize=normalize,
         )
+        if fallback_dirs is None:
+            fallback_dirs = self.default_fallback_dirs
         if isinstance(fallback_dirs, (str, bytes)):
             raise ValueError(
                 f"fallback_dirs must be a list of directories, got the string {fallback_dirs!r}: "
@@ -163,29 +168,4 @@ class FashionMNISTDataModule(MNISTDataModule):
         "/usr/share/datasets/fashion-mnist), or place the four IDX files (gzipped or not) in the "
         "FashionMNIST/raw directory"
     )
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.0,
-        seed: int = 0,
-        pin_memory: bool = False,
-        augment: bool = False,
-        crop_padding: int = 4,
-        normalize: bool = True,
-        fallback_dirs: Sequence[str] = ("/usr/share/datasets/fashion-mnist",),
-    ) -> None:
-        super().__init__(
-            data_dir=data_dir,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            pin_memory=pin_memory,
-            augment=augment,
-            crop_padding=crop_padding,
-            normalize=normalize,
-            fallback_dirs=fallback_dirs,
-        )
+    default_fallback_dirs = ("/usr/share/datasets/fashion-mnist",)
