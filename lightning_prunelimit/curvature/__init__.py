@@ -28,6 +28,7 @@ from lightning_prunelimit.curvature.hessian_operator import BACKENDS, HessianOpe
 from lightning_prunelimit.curvature.hutchinson import hutchinson_trace
 from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
 from lightning_prunelimit.curvature.linear_operator import LinearOperator
+from lightning_prunelimit.curvature.move_batch import move_batch
 from lightning_prunelimit.curvature.parameter_selection import (
     NORMALIZATION_LAYERS,
     ParameterSelection,
@@ -52,6 +53,7 @@ __all__ = [
     "evaluation_mode",
     "hutchinson_trace",
     "lanczos",
+    "move_batch",
     "rademacher",
     "select_parameters",
     "stochastic_lanczos_quadrature",

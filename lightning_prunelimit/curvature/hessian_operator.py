@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_prunelimit.curvature.evaluation_mode import evaluation_mode
+from lightning_prunelimit.curvature.move_batch import move_batch
 from lightning_prunelimit.curvature.native_backend import native_hessian_vector_products
 from lightning_prunelimit.curvature.parameter_selection import (
     ParameterSelection,
@@ -21,18 +22,6 @@ BACKENDS: Mapping[str, Callable[..., tuple[list[Tensor], Tensor]]] = {
     "pyhessian": pyhessian_hessian_vector_products,
 }
 """Hessian-vector engines by name (read-only use)."""
-
-
-def _move(data: Any, device: torch.device) -> Any:
-    """Move the tensors inside ``data`` (nested tuples, lists and dicts) to ``device``."""
-    if isinstance(data, Tensor):
-        # non-blocking only towards an accelerator: a copy to the CPU must be complete when used
-        return data.to(device, non_blocking=device.type != "cpu")
-    if isinstance(data, Mapping):
-        return {key: _move(value, device) for key, value in data.items()}
-    if isinstance(data, (tuple, list)):
-        return type(data)(_move(value, device) for value in data)
-    return data
 
 
 def _batch_size(inputs: Any, targets: Any, index: int) -> int:
@@ -159,11 +148,12 @@ class HessianOperator:
         return listed
 
     def _check_batches_and_count(self) -> int:
-        device = self.device
+        device, dtype = self.device, self.dtype
         bad: list[tuple[int, float]] = []
         with torch.no_grad(), evaluation_mode(self.model):
             for i, (inputs, targets) in enumerate(self._batches):
-                loss = self.loss_fn(self.model(_move(inputs, device)), _move(targets, device))
+                outputs = self.model(move_batch(inputs, device, dtype))
+                loss = self.loss_fn(outputs, move_batch(targets, device, dtype))
                 if not isinstance(loss, Tensor) or loss.ndim != 0:
                     shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss)
                     raise ValueError(
@@ -284,8 +274,8 @@ class HessianOperator:
                     self.model,
                     self.param_names,
                     values,
-                    _move(inputs, device),
-                    _move(targets, device),
+                    move_batch(inputs, device, dtype),
+                    move_batch(targets, device, dtype),
                     self.loss_fn,
                     tangents,
                 )

@@ -160,8 +160,8 @@ def lanczos(
 
     Every step multiplies the whole block of still-running probes with one ``op.matvec`` call.
     Each new vector is orthogonalised against all earlier basis vectors of its probe twice
-    (classical Gram-Schmidt, twice). Basis vectors are kept in the operator's dtype and on its
-    device; the coefficients are stored in float64.
+    (classical Gram-Schmidt, twice). Basis vectors are kept in the operator's dtype (float32 for
+    half-precision operators) and on its device; the coefficients are stored in float64.
 
     A probe stops when its new residual norm ``beta`` falls to ``breakdown_tol`` times the running
     estimate of ``||H||`` (its Krylov space is then invariant and its quadrature exact); the others
@@ -174,7 +174,8 @@ def lanczos(
         num_iters: the most steps per probe.
         progress: called as ``progress(step, total)`` after each step.
         stop: called with the coefficients so far after each step; returning True ends the run.
-        breakdown_tol: relative threshold for ``beta``; default ``100 * eps`` of the basis dtype.
+        breakdown_tol: relative threshold for ``beta``; default ``10 * eps`` of the basis dtype
+            (at least ``100 * eps`` of float64). Half-precision operators get a float32 basis.
 
     Example:
         >>> import torch
@@ -193,8 +194,17 @@ def lanczos(
         shape = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
         raise ValueError(f"start must have shape (k, {dim}) or ({dim},), got {shape}")
     dtype, device = operator_dtype(op), operator_device(op)
-    eps = torch.finfo(dtype).eps
-    tol = 100.0 * eps if breakdown_tol is None else float(breakdown_tol)
+    if torch.finfo(dtype).bits < 32:  # a half-precision basis cannot hold orthogonality
+        dtype = torch.float32
+    # Relative breakdown threshold: 10 eps of the basis dtype (float32: 1.2e-6), but no lower
+    # than 100 eps of float64. Higher thresholds stop float32 runs early when a few large
+    # outliers dominate ||H|| above a near-zero bulk; continuing past a true breakdown only adds
+    # Ritz values of negligible weight.
+    tol = (
+        max(10.0 * torch.finfo(dtype).eps, 100.0 * torch.finfo(torch.float64).eps)
+        if breakdown_tol is None
+        else float(breakdown_tol)
+    )
     if not tol >= 0:
         raise ValueError(f"breakdown_tol must be >= 0, got {breakdown_tol!r}")
     start = start.reshape(-1, dim).to(device=device, dtype=torch.float64)

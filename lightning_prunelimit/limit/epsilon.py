@@ -17,21 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from lightning_prunelimit.curvature.evaluation_mode import evaluation_mode
+from lightning_prunelimit.curvature.move_batch import move_batch
 
 __all__ = ["EPSILON_METHODS", "batch_loss_std", "resolve_epsilon"]
 
 #: Names accepted by ``resolve_epsilon`` in place of a number.
 EPSILON_METHODS: tuple[str, ...] = ("batch_loss_std",)
-
-
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_move(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: _move(v, device) for k, v in value.items()}
-    return value
 
 
 def _batch_losses(
@@ -40,6 +31,7 @@ def _batch_losses(
     """Batch-mean losses at the current weights, eval mode, no grad; model restored after."""
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None and first.is_floating_point() else None
     losses: list[float] = []
     with evaluation_mode(model), torch.no_grad():
         for index, batch in enumerate(batches):
@@ -48,7 +40,8 @@ def _batch_losses(
                     f"batch {index} is not an (inputs, targets) pair: pass batches as an "
                     "iterable of (inputs, targets)"
                 )
-            inputs, targets = _move(batch[0], device), _move(batch[1], device)
+            inputs = move_batch(batch[0], device, dtype)
+            targets = move_batch(batch[1], device, dtype)
             loss = loss_fn(model(inputs), targets)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
                 raise ValueError(
