@@ -96,10 +96,11 @@ def test_zero_curvature_fraction_matches_the_core(tmp_path):
     assert expected.fraction > 0
 
 
-def test_zero_curvature_needs_the_prunable_weights_in_the_hessian(tmp_path):
+@pytest.mark.parametrize("zero_curvature", [False, True])
+def test_the_prediction_needs_the_prunable_weights_in_the_hessian(tmp_path, zero_curvature):
     spectrum = HessianSpectrum(num_iters=4, top_k=0, trace_probes=0, params=["net.0.weight"])
-    limit = PruningLimit(zero_curvature=True, num_quantiles=5)
-    with pytest.raises(ValueError, match=r"\['net.2.weight'\] are not among"):
+    limit = PruningLimit(zero_curvature=zero_curvature, num_quantiles=5)
+    with pytest.raises(ValueError, match=r"does not cover 1 prunable weight tensor\(s\) \(net.2"):
         _fit(tmp_path, [spectrum, limit], logger=False)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
@@ -290,9 +290,10 @@ class GlobalOneShotPruning(pl.Callback):
         """Let checkpoints of either form (pruned or plain keys) load; reset per-fit flags."""
         if self._hook is None:
             self._hook = pl_module.register_load_state_dict_pre_hook(_align_pruning_keys)
-        if stage == "fit":
+        if stage == "fit":  # runs before a checkpoint's state is restored into this callback
             self._restored = False
             self._applied_this_fit = False
+            self.masks, self.applied_amount, self.report = None, None, None
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Remove the load hook."""
@@ -309,12 +310,22 @@ class GlobalOneShotPruning(pl.Callback):
             self.prune(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Prune at the start of epoch ``apply_at_epoch``."""
-        if self.apply_at_epoch == trainer.current_epoch and not self._applied_this_fit:
+        """Prune at the start of epoch ``apply_at_epoch`` (or the first epoch after it)."""
+        if (
+            self.apply_at_epoch is not None
+            and trainer.current_epoch >= self.apply_at_epoch
+            and not self._applied_this_fit
+        ):
             self.prune(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fold this callback's masks into the weights when ``make_pruning_permanent``."""
+        if not self._applied_this_fit:
+            rank_zero_warn(
+                f"GlobalOneShotPruning never pruned: training ended at epoch "
+                f"{trainer.current_epoch} before apply_at_epoch={self.apply_at_epoch}; lower "
+                "apply_at_epoch or raise max_epochs"
+            )
         if not (self.make_pruning_permanent and self.masks):
             return
         for key in self.masks:

@@ -139,6 +139,7 @@ class HessianSpectrum(pl.Callback):
         self.trace: float | None = None
         self.trace_stderr: float | None = None
         self.num_params: int | None = None
+        self.param_names: list[str] | None = None
         self._fit_index = 0
         self._computed_at: tuple[int, int, int] | None = None
 
@@ -208,12 +209,13 @@ class HessianSpectrum(pl.Callback):
             if self.trace_probes:
                 estimate, error = hutchinson_trace(op, num_probes=self.trace_probes, seed=self.seed)
                 trace, stderr = float(estimate), float(error)
-            num_params = op.dim
+            num_params, param_names = op.dim, list(op.param_names)
         del op  # releases the sample
         self.spectrum = spectrum
         self.top_eigenvalues = top
         self.trace, self.trace_stderr = trace, stderr
         self.num_params = num_params
+        self.param_names = param_names
         self._computed_at = training_point(trainer, self._fit_index)
         self._report(trainer)
         return spectrum
@@ -298,6 +300,7 @@ class HessianSpectrum(pl.Callback):
             "trace": self.trace,
             "trace_stderr": self.trace_stderr,
             "num_params": self.num_params,
+            "param_names": self.param_names,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -311,4 +314,6 @@ class HessianSpectrum(pl.Callback):
         self.trace_stderr = None if stderr is None else float(stderr)
         num_params = state_dict.get("num_params")
         self.num_params = None if num_params is None else int(num_params)
+        names = state_dict.get("param_names")
+        self.param_names = None if names is None else [str(name) for name in names]
         self._computed_at = None

@@ -97,17 +97,19 @@ class L1Regularization(pl.Callback):
             >>> [name for name, _, _ in L1Regularization(1e-4).selected_parameters(model)]
             ['0.weight', '0.bias']
         """
+        seen: set[int] = set()  # a parameter shared by several modules is regularised once
         for module_name, child in module.named_modules():
             if isinstance(child, NORMALIZATION_LAYERS) and not self.include_norm_layers:
                 continue
             for local, param in child._parameters.items():
-                if param is None or not param.requires_grad:
+                if param is None or not param.requires_grad or id(param) in seen:
                     continue
                 plain, mask = local, None
                 if local.endswith("_orig") and is_pruned(child, local[: -len("_orig")]):
                     plain = local[: -len("_orig")]
                     mask = child._buffers[plain + "_mask"]
                 if plain in self.parameter_names:
+                    seen.add(id(param))
                     yield (f"{module_name}.{plain}" if module_name else plain), param, mask
 
     def l1_norm(self, module: nn.Module) -> float:

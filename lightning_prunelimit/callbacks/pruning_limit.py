@@ -207,6 +207,8 @@ class PruningLimit(pl.Callback):
         spectrum_callback = self._spectrum_callback(trainer)
         entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         spectrum = spectrum_callback.ensure_computed(trainer, pl_module)
+        if spectrum_callback.param_names is not None:
+            _check_covered(spectrum_callback.param_names, pl_module, entries)
         epsilon = self._epsilon(trainer, pl_module, spectrum_callback)
         zero_fraction = 0.0
         self.zero_curvature_estimate = None
@@ -304,35 +306,56 @@ class PruningLimit(pl.Callback):
         self._predicted_at = None
 
 
+def _operator_key(modules: Mapping[str, nn.Module], name: str) -> tuple[str, str, str]:
+    """``(key, module_name, plain)`` of an operator parameter name; ``<w>_orig`` maps to ``<w>``.
+
+    A parameter reparametrised by ``torch.nn.utils.prune`` appears in the operator as
+    ``<name>_orig``; the key is that of the effective weight ``<name>``.
+    """
+    module_name, _, local = name.rpartition(".")
+    plain = local[: -len("_orig")] if local.endswith("_orig") else local
+    if not is_pruned(modules[module_name], plain):
+        plain = local
+    return parameter_key(module_name, plain), module_name, plain
+
+
+def _check_covered(
+    param_names: Sequence[str], model: nn.Module, entries: list[tuple[str, nn.Module, str]]
+) -> None:
+    """Raise unless every prunable weight is among the Hessian's parameters."""
+    modules = dict(model.named_modules())
+    covered = {_operator_key(modules, name)[0] for name in param_names}
+    missing = [parameter_key(q, n) for q, _, n in entries if parameter_key(q, n) not in covered]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"the Hessian spectrum does not cover {len(missing)} prunable weight tensor(s) "
+            f"({shown}), e.g. frozen layers, which HessianSpectrum leaves out by default: the "
+            "prediction would mix the curvature of some weights with the magnitudes of others. "
+            "Include them with HessianSpectrum(params=[...names...]) or restrict the pruned "
+            "weights with PruningLimit(parameters_to_prune=...)"
+        )
+
+
 def _prunable_coordinates(
     op: HessianOperator, model: nn.Module, entries: list[tuple[str, nn.Module, str]]
 ) -> tuple[Tensor, Tensor]:
     """Positions of the prunable weights in ``op``'s flat vector, and the effective values.
 
-    A parameter reparametrised by ``torch.nn.utils.prune`` appears in the operator as
-    ``<name>_orig``; its effective value ``orig * mask`` decides the magnitude ranking.
+    The effective value ``orig * mask`` of a pruned weight decides the magnitude ranking.
     """
+    _check_covered(op.param_names, model, entries)
     offsets: dict[str, tuple[int, int]] = {}
     values: list[Tensor] = []
     start = 0
     modules = dict(model.named_modules())
     for name, param in zip(op.param_names, op.params):
-        module_name, _, local = name.rpartition(".")
-        module = modules[module_name]
-        plain = local[: -len("_orig")] if local.endswith("_orig") else local
-        if not is_pruned(module, plain):
-            plain = local
-        key = parameter_key(module_name, plain)
-        value = effective_parameter(module, plain) if plain != local else param.detach()
-        values.append(value.reshape(-1))
+        key, module_name, plain = _operator_key(modules, name)
+        local = name.rpartition(".")[2]
+        value = effective_parameter(modules[module_name], plain) if plain != local else param
+        values.append(value.detach().reshape(-1))
         offsets[key] = (start, param.numel())
         start += param.numel()
-    missing = [parameter_key(q, n) for q, _, n in entries if parameter_key(q, n) not in offsets]
-    if missing:
-        raise ValueError(
-            f"zero_curvature=True needs the Hessian over the prunable weights, but {missing} "
-            "are not among HessianSpectrum's parameters: widen HessianSpectrum(params=...)"
-        )
     candidates = torch.cat(
         [torch.arange(o, o + n) for o, n in (offsets[parameter_key(q, m)] for q, _, m in entries)]
     )

@@ -271,6 +271,12 @@ class SparsitySweep(pl.Callback):
                     "metric='accuracy' needs class scores (batch, classes) and integer "
                     "targets (batch,): use metric='loss' for other outputs"
                 )
+            if not math.isfinite(dense_loss):
+                raise ValueError(
+                    f"the dense model's loss on the {fixed.split} data is {dense_loss}: the "
+                    "trained model or its data has non-finite values, so no sparsity can be "
+                    "compared with it (check the learning rate and the inputs)"
+                )
 
             def passes(sparsity: float) -> bool:
                 accuracy, loss = points[sparsity]
