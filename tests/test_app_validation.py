@@ -36,6 +36,10 @@ from lightning_prunelimit.app.validation import check_no_checkpoints
         (["data.batch_size=???"], "missing value for data.batch_size: set it on the command line"),
         (["finetune_epochs=-1"], "finetune_epochs must be a non-negative integer, got -1"),
         (["torch_threads=0"], "torch_threads must be a positive integer or null, got 0"),
+        (["seed=abc"], "seed must be an integer or null, got 'abc'"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs must be a positive integer, got 'abc'"),
+        (["trainer.max_epochs=2.5"], "trainer.max_epochs must be a positive integer, got 2.5"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs must be a positive integer, got 0"),
         (["optimized_metric=pruned.acc"], "'pruned.acc' is not a report value: did you mean"),
         (
             ["~callbacks.pruning_limit"],
@@ -114,3 +118,10 @@ def test_values_that_only_the_objects_can_check_fail_before_training(
     report = JobReport.read(tmp_path / "report.json")
     assert report.status == "failed" and report.dense is None
     assert report.timings_s.get("train") is None  # training never started
+
+
+def test_a_training_run_without_a_step_is_refused_before_any_checkpoint(tmp_path: Path) -> None:
+    cfg = compose_job(["+trainer.limit_train_batches=0", "logger=none"], run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="training ran no optimizer step"):
+        run_task(cfg)
+    assert not (tmp_path / "dense.ckpt").exists()

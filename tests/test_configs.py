@@ -165,6 +165,9 @@ def test_paper_experiments_use_the_reference_hyperparameters(name: str, tmp_path
     assert cfg.trainer.accelerator == "gpu"
     assert cfg.callbacks.hessian_spectrum.num_iters == lanczos
     assert cfg.callbacks.hessian_spectrum.num_probes == 1
+    # the reference's L1 term covers BatchNorm's gamma and beta as well (models with BatchNorm)
+    has_batch_norm = name.startswith(("vgg16", "resnet"))
+    assert cfg.callbacks.l1_regularization.include_norm_layers is has_batch_norm
     assert cfg.task_name == name
     if name == "alexnet_cifar10":
         assert list(cfg.model.milestones) == [60, 120, 160] and cfg.model.gamma == 0.5

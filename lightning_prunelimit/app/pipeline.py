@@ -92,6 +92,13 @@ def _run_stages(
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     _add_clock_timings(timings, start, clocks, end=time.perf_counter())
+    if trainer.global_step == 0 and not trainer.interrupted:
+        raise ConfigError(
+            f"training ran no optimizer step (trainer.max_epochs={cfg.trainer.get('max_epochs')}, "
+            f"trainer.limit_train_batches={cfg.trainer.get('limit_train_batches')}): the spectrum, "
+            "the prediction and the sweep need a trained model; set trainer.max_epochs >= 1 and "
+            "let the training data yield batches"
+        )
     _read_callback_results(training_callbacks, sections)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(run_dir / "dense.ckpt")

@@ -85,6 +85,8 @@ def validate_config(cfg: DictConfig) -> None:
                     f"config ({group}=<name>) or remove it with ~{key}"
                 )
             _check_targets(node, key)
+    _check_seed(cfg.get("seed"))
+    _check_max_epochs(cfg.trainer.get("max_epochs"))
     _check_finetune_epochs(cfg.get("finetune_epochs", 0))
     _check_torch_threads(cfg.get("torch_threads"))
     _check_optimized_metric(cfg.get("optimized_metric"))
@@ -184,6 +186,21 @@ def _check_finetune_epochs(value: Any) -> None:
         raise ConfigError(
             f"finetune_epochs must be a non-negative integer, got {value!r}: pass the number of "
             "epochs to fine-tune after pruning (0 to prune and evaluate only)"
+        )
+
+
+def _check_seed(value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"seed must be an integer or null, got {value!r}: pass e.g. seed=0")
+
+
+def _check_max_epochs(value: Any) -> None:
+    if value is None or value == -1:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"trainer.max_epochs must be a positive integer, got {value!r}: pass the number of "
+            "training epochs, e.g. trainer.max_epochs=20"
         )
 
 
