@@ -53,3 +53,11 @@ def test_argument_errors() -> None:
         hutchinson_trace(op, num_probes=1)
     with pytest.raises(ValueError, match="block_size must be a positive int"):
         hutchinson_trace(op, block_size=0)
+
+
+def test_the_estimate_does_not_depend_on_the_block_size() -> None:
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(30, 30, dtype=torch.float64, generator=generator)
+    op = DenseOperator(matrix + matrix.T)
+    results = {hutchinson_trace(op, num_probes=20, seed=4, block_size=b) for b in (1, 3, 16, 64)}
+    assert len(results) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -24,8 +25,9 @@ def hutchinson_trace(
 ) -> tuple[float, float]:
     """Estimate ``tr(H)`` as the mean of ``z^T H z`` over Rademacher probes ``z``.
 
-    Probes are drawn on the CPU from ``seed`` and multiplied ``block_size`` at a time (one
-    ``matvec`` call, one pass over the data for a :class:`HessianOperator`, per block).
+    Probes are drawn on the CPU from ``seed``, one block of ``block_size`` at a time, and each
+    block is multiplied with one ``matvec`` call (one pass over the data for a
+    :class:`HessianOperator`); the result does not depend on ``block_size``.
 
     Returns:
         ``(estimate, standard_error)``: the mean and the standard error of the mean (sample
@@ -47,10 +49,13 @@ def hutchinson_trace(
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive int, got {block_size!r}")
     dtype, device = operator_dtype(op), operator_device(op)
-    probes = rademacher(num_probes, dim, seed, dtype=dtype)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
     samples = []
-    for begin in range(0, num_probes, block_size):
-        block = probes[begin : begin + block_size].to(device)
+    for begin in range(0, num_probes, block_size):  # probes drawn block by block (memory)
+        size = min(block_size, num_probes - begin)
+        block = rademacher(size, dim, generator, dtype=dtype, device=device)
         product = op.matvec(block)
         samples.append((block.double() * product.double()).sum(dim=1).cpu())
     values = torch.cat(samples)
