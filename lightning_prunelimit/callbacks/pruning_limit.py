@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,10 +24,10 @@ from lightning_prunelimit.callbacks.hessian_spectrum import HessianSpectrum
 from lightning_prunelimit.curvature import HessianOperator
 from lightning_prunelimit.limit import (
     DEFAULT_ZERO_ROW_TOLERANCE,
-    EPSILON_METHODS,
     NEGATIVE_MODES,
     LimitPrediction,
     ZeroCurvature,
+    check_epsilon,
     predict_pruning_limit,
     resolve_epsilon,
     zero_curvature_fraction,
@@ -37,25 +36,6 @@ from lightning_prunelimit.plotting import plot_pruning_limit
 from lightning_prunelimit.pruning import effective_parameter, parameter_key, prunable_parameters
 
 __all__ = ["PruningLimit"]
-
-
-def _check_epsilon(epsilon: float | str) -> float | str:
-    if isinstance(epsilon, str):
-        if epsilon not in EPSILON_METHODS:
-            raise ValueError(
-                f"unknown epsilon {epsilon!r}: pass a positive number or one of {EPSILON_METHODS}"
-            )
-        return epsilon
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(
-            f"epsilon must be a positive number or one of {EPSILON_METHODS}, got {epsilon!r}"
-        )
-    if not (math.isfinite(float(epsilon)) and float(epsilon) > 0):
-        raise ValueError(
-            f"epsilon must be positive and finite, got {epsilon}: pass the loss tolerance, "
-            "e.g. 0.01, or 'batch_loss_std'"
-        )
-    return float(epsilon)
 
 
 class PruningLimit(pl.Callback):
@@ -119,7 +99,7 @@ class PruningLimit(pl.Callback):
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
         parameter_names: Sequence[str] = ("weight",),
     ) -> None:
-        self.epsilon = _check_epsilon(epsilon)
+        self.epsilon = check_epsilon(epsilon)
         if negative not in NEGATIVE_MODES:
             raise ValueError(f"negative must be one of {NEGATIVE_MODES}, got {negative!r}")
         if isinstance(num_quantiles, bool) or not isinstance(num_quantiles, int):

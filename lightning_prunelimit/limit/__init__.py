@@ -24,7 +24,12 @@ from lightning_prunelimit.limit.distances import (
     pruning_distances,
     removed_weight_norms,
 )
-from lightning_prunelimit.limit.epsilon import EPSILON_METHODS, batch_loss_std, resolve_epsilon
+from lightning_prunelimit.limit.epsilon import (
+    EPSILON_METHODS,
+    batch_loss_std,
+    check_epsilon,
+    resolve_epsilon,
+)
 from lightning_prunelimit.limit.prediction import LimitPrediction, predict_pruning_limit
 from lightning_prunelimit.limit.sublevel_width import NEGATIVE_MODES, sublevel_width
 from lightning_prunelimit.limit.zero_curvature import (
@@ -41,6 +46,7 @@ __all__ = [
     "ZeroCurvature",
     "as_flat_weights",
     "batch_loss_std",
+    "check_epsilon",
     "predict_pruning_limit",
     "pruning_distances",
     "removed_weight_norms",

@@ -19,10 +19,38 @@ from torch import Tensor, nn
 from lightning_prunelimit.curvature.evaluation_mode import evaluation_mode
 from lightning_prunelimit.curvature.move_batch import move_batch
 
-__all__ = ["EPSILON_METHODS", "batch_loss_std", "resolve_epsilon"]
+__all__ = ["EPSILON_METHODS", "batch_loss_std", "check_epsilon", "resolve_epsilon"]
 
 #: Names accepted by ``resolve_epsilon`` in place of a number.
 EPSILON_METHODS: tuple[str, ...] = ("batch_loss_std",)
+
+
+def check_epsilon(epsilon: float | str) -> float | str:
+    """Validate a loss tolerance: a positive finite number, or a method name such as
+    ``"batch_loss_std"`` (returned unchanged, to be resolved by :func:`resolve_epsilon`).
+
+    Example:
+        >>> check_epsilon(0.05), check_epsilon("batch_loss_std")
+        (0.05, 'batch_loss_std')
+    """
+    if isinstance(epsilon, str):
+        if epsilon not in EPSILON_METHODS:
+            raise ValueError(
+                f"unknown epsilon {epsilon!r}: epsilon must be a positive number or one of "
+                f"{EPSILON_METHODS}"
+            )
+        return epsilon
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise TypeError(
+            f"epsilon must be a positive number or one of {EPSILON_METHODS}, got {epsilon!r}"
+        )
+    value = float(epsilon)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"epsilon must be positive and finite, got {value}: pass the loss tolerance, e.g. "
+            "0.01, or 'batch_loss_std'"
+        )
+    return value
 
 
 def _batch_losses(
@@ -115,11 +143,8 @@ def resolve_epsilon(
         >>> eps > 0
         True
     """
+    epsilon = check_epsilon(epsilon)
     if isinstance(epsilon, str):
-        if epsilon not in EPSILON_METHODS:
-            raise ValueError(
-                f"epsilon must be a positive number or one of {EPSILON_METHODS}, got {epsilon!r}"
-            )
         if model is None or loss_fn is None or batches is None:
             raise ValueError(
                 "epsilon='batch_loss_std' needs model, loss_fn and batches: pass them, or pass "
@@ -133,14 +158,4 @@ def resolve_epsilon(
                 "batches with different losses to estimate epsilon, or pass epsilon as a number"
             )
         return value
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(
-            f"epsilon must be a positive number or one of {EPSILON_METHODS}, got {epsilon!r}"
-        )
-    value = float(epsilon)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"epsilon must be positive and finite, got {value}: pass the loss tolerance, or "
-            "'batch_loss_std'"
-        )
-    return value
+    return check_epsilon(epsilon)  # type: ignore[return-value]

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from lightning_prunelimit.limit.epsilon import check_epsilon
+
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.curvature import Spectrum
 
@@ -42,15 +44,7 @@ def _check_epsilon(epsilon: float) -> float:
             "first with lightning_prunelimit.limit.resolve_epsilon(epsilon, model, loss_fn, "
             "batches)"
         )
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(f"epsilon must be a positive number, got {epsilon!r}")
-    value = float(epsilon)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"epsilon must be positive and finite, got {value}: pass the loss tolerance, "
-            "e.g. the std of the batch losses"
-        )
-    return value
+    return float(check_epsilon(epsilon))
 
 
 def _check_zero_fraction(zero_fraction: float) -> float:
