@@ -70,10 +70,11 @@ def test_density_integrates_to_one_and_matches_the_formula() -> None:
 def test_to_dict_from_dict_round_trip_through_json() -> None:
     spectrum = example()
     data = json.loads(json.dumps(spectrum.to_dict()))
-    assert set(data) == {"nodes", "weights", "dim"}
+    assert set(data) == {"nodes", "weights", "dim", "deflated"}
     again = Spectrum.from_dict(data)
     assert again == spectrum
     assert again != Spectrum(spectrum.nodes, spectrum.weights, dim=11)
+    assert again != Spectrum(spectrum.nodes, spectrum.weights, dim=10, deflated=1)
     with pytest.raises(ValueError, match="lacks"):
         Spectrum.from_dict({"nodes": [[1.0]]})
 
@@ -99,3 +100,23 @@ def test_spectrum_is_frozen() -> None:
 def test_validation(nodes, weights, dim, message) -> None:
     with pytest.raises(ValueError, match=message):
         Spectrum(torch.tensor(nodes), torch.tensor(weights), dim=dim)
+
+
+def test_slq_spectrum_round_trips_with_coefficients_and_deflation() -> None:
+    diagonal = torch.tensor([0.0, 0.0, 0.5, 1.0, 2.0, 0.0, 3.0], dtype=torch.float64)
+    spectrum = stochastic_lanczos_quadrature(DenseOperator(torch.diag(diagonal)), 8, 2, seed=0)
+    assert spectrum.deflated == 3 and spectrum.has_coefficients
+    assert spectrum.lengths == (4, 4)  # four distinct non-zero eigenvalues remain
+    again = Spectrum.from_dict(json.loads(json.dumps(spectrum.to_dict())))
+    assert again == spectrum
+    # The deflated zeros are added exactly: tr(H) and the number of zero eigenvalues.
+    assert spectrum.trace_of(lambda x: x) == pytest.approx(6.5, abs=1e-12)
+    assert spectrum.trace_of(lambda x: (x == 0).double()) == pytest.approx(3.0, abs=1e-12)
+    grid = torch.linspace(-2.0, 6.0, 4001, dtype=torch.float64)
+    assert float(torch.trapezoid(spectrum.density(grid, 0.05), grid)) == pytest.approx(
+        1.0, abs=1e-6
+    )
+    with pytest.raises(ValueError, match="deflated must be an int in"):
+        Spectrum(spectrum.nodes, spectrum.weights, dim=7, deflated=7)
+    with pytest.raises(ValueError, match="go together"):
+        Spectrum(spectrum.nodes, spectrum.weights, dim=7, alphas=spectrum.alphas)

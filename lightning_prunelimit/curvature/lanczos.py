@@ -103,8 +103,11 @@ class LanczosResult:
             bounds[p, :n] = (self.betas[p, n - 1] * vectors[n - 1]).abs()
         return nodes, weights, bounds
 
-    def spectrum(self) -> Spectrum:
-        """The Gauss quadrature of every probe, as a :class:`Spectrum`.
+    def spectrum(self, *, dim: int | None = None, deflated: int = 0) -> Spectrum:
+        """The Gauss quadrature of every probe, as a :class:`Spectrum` (coefficients attached).
+
+        ``dim`` and ``deflated`` describe an operator from which ``deflated`` exactly-zero rows
+        were removed before the run (default: none, ``dim = self.dim``).
 
         Example:
             >>> import torch
@@ -113,7 +116,16 @@ class LanczosResult:
             10.0
         """
         nodes, weights, _ = self.ritz()
-        return Spectrum(nodes=nodes, weights=weights, dim=self.dim)
+        width = max(self.lengths)
+        return Spectrum(
+            nodes=nodes,
+            weights=weights,
+            dim=self.dim + deflated if dim is None else dim,
+            deflated=deflated,
+            alphas=self.alphas[:, :width],
+            betas=self.betas[:, :width],
+            lengths=self.lengths,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (lists of floats and ints).

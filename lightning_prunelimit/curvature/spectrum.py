@@ -22,10 +22,25 @@ class Spectrum:
     for the unit probe ``v_p``. A probe whose Lanczos run stopped early (an invariant Krylov
     space) is padded with copies of its own nodes carrying zero weight.
 
+    Two optional parts make the estimate checkable:
+
+    - ``deflated``: the number of exactly-zero rows of ``H`` that were removed before the Lanczos
+      run (each is an eigenvector with eigenvalue 0). The probes then describe the remaining
+      ``dim - deflated`` coordinates, and every estimate adds the deflated directions exactly:
+      ``tr f(H) = deflated * f(0) + (dim - deflated) * mean_p sum_j w_pj f(node_pj)``.
+    - ``alphas``, ``betas`` and ``lengths``: the tridiagonal Lanczos coefficients behind each row
+      (as in :class:`LanczosResult`). They let ``lightning_prunelimit.limit`` bound the
+      quadrature error of a short run; a spectrum without them yields point estimates only.
+
     Args:
         nodes: ``(num_probes, m)`` Ritz values (stored as float64 on the CPU).
         weights: ``(num_probes, m)`` non-negative weights; every row sums to 1 (within 1e-6).
         dim: the matrix size ``D``.
+        deflated: exactly-zero rows removed before the run, in ``[0, dim)``.
+        alphas: ``(num_probes, L)`` diagonals of the tridiagonal matrices, or None.
+        betas: ``(num_probes, L)`` off-diagonals; ``betas[p, lengths[p] - 1]`` is the norm of
+            the residual left after the last step. None with ``alphas``.
+        lengths: Lanczos steps run per probe; None with ``alphas``.
 
     Example:
         >>> import torch
@@ -40,6 +55,10 @@ class Spectrum:
     nodes: Tensor
     weights: Tensor
     dim: int
+    deflated: int = 0
+    alphas: Tensor | None = None
+    betas: Tensor | None = None
+    lengths: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         nodes = torch.as_tensor(self.nodes).detach().to(device="cpu", dtype=torch.float64)
@@ -65,8 +84,70 @@ class Spectrum:
             )
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
             raise ValueError(f"dim must be a positive int (the matrix size), got {self.dim!r}")
+        if (
+            isinstance(self.deflated, bool)
+            or not isinstance(self.deflated, int)
+            or not 0 <= self.deflated < self.dim
+        ):
+            raise ValueError(
+                f"deflated must be an int in [0, dim) (exactly-zero rows removed), got "
+                f"{self.deflated!r} for dim {self.dim}"
+            )
         object.__setattr__(self, "nodes", nodes.contiguous())
         object.__setattr__(self, "weights", weights.contiguous())
+        self._check_coefficients()
+
+    def _check_coefficients(self) -> None:
+        given = [self.alphas is not None, self.betas is not None, self.lengths is not None]
+        if not any(given):
+            return
+        if not all(given):
+            raise ValueError("alphas, betas and lengths go together: pass all three or none")
+        alphas = torch.as_tensor(self.alphas).detach().to(device="cpu", dtype=torch.float64)
+        betas = torch.as_tensor(self.betas).detach().to(device="cpu", dtype=torch.float64)
+        lengths = tuple(int(n) for n in self.lengths)
+        if (
+            alphas.ndim != 2
+            or alphas.shape != betas.shape
+            or alphas.shape[0] != self.num_probes
+            or len(lengths) != self.num_probes
+            or any(n < 1 or n > alphas.shape[1] for n in lengths)
+        ):
+            raise ValueError(
+                f"alphas and betas must have shape (num_probes, L) with one length in [1, L] per "
+                f"probe ({self.num_probes}), got {tuple(alphas.shape)}, {tuple(betas.shape)} "
+                f"and {lengths}"
+            )
+        object.__setattr__(self, "alphas", alphas.contiguous())
+        object.__setattr__(self, "betas", betas.contiguous())
+        object.__setattr__(self, "lengths", lengths)
+
+    @property
+    def has_coefficients(self) -> bool:
+        """Whether the Lanczos coefficients are attached (needed for error bounds).
+
+        Example:
+            >>> import torch
+            >>> Spectrum(torch.tensor([[1.0]]), torch.tensor([[1.0]]), dim=1).has_coefficients
+            False
+        """
+        return self.alphas is not None
+
+    @property
+    def deflated_fraction(self) -> float:
+        """``deflated / dim``: the fraction of directions known to be exactly flat.
+
+        Example:
+            >>> import torch
+            >>> Spectrum(torch.tensor([[1.0]]), torch.tensor([[1.0]]), dim=4, deflated=1).deflated_fraction
+            0.25
+        """
+        return self.deflated / self.dim
+
+    @property
+    def probed_dim(self) -> int:
+        """``dim - deflated``: the size of the part of ``H`` that the probes describe."""
+        return self.dim - self.deflated
 
     @property
     def num_probes(self) -> int:
@@ -91,6 +172,7 @@ class Spectrum:
     def trace_of(self, f: Callable[[Tensor], Tensor]) -> float:
         """Estimate ``tr f(H)`` as ``dim * mean over probes of sum_j w_j f(node_j)``.
 
+        With deflated rows: ``deflated * f(0) + (dim - deflated) * mean_p sum_j w_j f(node_j)``.
         ``f`` receives the float64 ``(num_probes, m)`` node tensor and must return a tensor of
         the same shape (elementwise). Zero-weight padding entries do not contribute, even where
         ``f`` is infinite.
@@ -108,12 +190,17 @@ class Spectrum:
                 f"got {tuple(values.shape)}"
             )
         terms = torch.where(self.weights > 0, self.weights * values, torch.zeros_like(values))
-        return float(self.dim * terms.sum(dim=1).mean())
+        estimate = self.probed_dim * float(terms.sum(dim=1).mean())
+        if self.deflated:
+            at_zero = torch.as_tensor(f(torch.zeros(1, 1, dtype=torch.float64)))
+            estimate += self.deflated * float(at_zero.reshape(-1)[0])
+        return float(estimate)
 
     def density(self, grid: Tensor | Sequence[float], sigma: float) -> Tensor:
         """Gaussian-smoothed spectral density on ``grid``: it integrates to 1 over the real line.
 
-        ``density(t) = mean_p sum_j w_pj N(t; node_pj, sigma^2)``.
+        ``density(t) = mean_p sum_j w_pj N(t; node_pj, sigma^2)``, scaled by
+        ``1 - deflated_fraction``, plus ``deflated_fraction * N(t; 0, sigma^2)``.
 
         Example:
             >>> import torch
@@ -125,7 +212,10 @@ class Spectrum:
             raise ValueError(f"sigma must be a positive number (the kernel width), got {sigma!r}")
         points = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
         nodes = self.nodes.reshape(-1)
-        weights = self.weights.reshape(-1) / self.num_probes
+        weights = self.weights.reshape(-1) * (self.probed_dim / self.dim / self.num_probes)
+        if self.deflated:
+            nodes = torch.cat([nodes, torch.zeros(1, dtype=torch.float64)])
+            weights = torch.cat([weights, torch.tensor([self.deflated_fraction])])
         out = torch.empty_like(points)
         chunk = max(1, 2**22 // max(1, nodes.numel()))
         norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
@@ -135,14 +225,24 @@ class Spectrum:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form: nested lists of floats and the int ``dim``.
+        """JSON-friendly form: nested lists of floats and ints.
 
         Example:
             >>> import torch
             >>> Spectrum(torch.tensor([[1.0]]), torch.tensor([[1.0]]), dim=3).to_dict()
-            {'nodes': [[1.0]], 'weights': [[1.0]], 'dim': 3}
+            {'nodes': [[1.0]], 'weights': [[1.0]], 'dim': 3, 'deflated': 0}
         """
-        return {"nodes": self.nodes.tolist(), "weights": self.weights.tolist(), "dim": self.dim}
+        data: dict[str, Any] = {
+            "nodes": self.nodes.tolist(),
+            "weights": self.weights.tolist(),
+            "dim": self.dim,
+            "deflated": self.deflated,
+        }
+        if self.has_coefficients:
+            data["alphas"] = self.alphas.tolist()
+            data["betas"] = self.betas.tolist()
+            data["lengths"] = list(self.lengths)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Spectrum:
@@ -156,19 +256,38 @@ class Spectrum:
         missing = {"nodes", "weights", "dim"} - set(data)
         if missing:
             raise ValueError(f"spectrum dict lacks {sorted(missing)}: pass Spectrum.to_dict()")
+        coefficients = {}
+        if data.get("alphas") is not None:
+            coefficients = {
+                "alphas": torch.tensor(data["alphas"], dtype=torch.float64),
+                "betas": torch.tensor(data["betas"], dtype=torch.float64),
+                "lengths": tuple(int(n) for n in data["lengths"]),
+            }
         return cls(
             nodes=torch.tensor(data["nodes"], dtype=torch.float64),
             weights=torch.tensor(data["weights"], dtype=torch.float64),
             dim=int(data["dim"]),
+            deflated=int(data.get("deflated", 0)),
+            **coefficients,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Spectrum):
             return NotImplemented
+
+        def same(a: Tensor | None, b: Tensor | None) -> bool:
+            return (a is None and b is None) or (
+                a is not None and b is not None and torch.equal(a, b)
+            )
+
         return (
             self.dim == other.dim
+            and self.deflated == other.deflated
             and torch.equal(self.nodes, other.nodes)
             and torch.equal(self.weights, other.weights)
+            and same(self.alphas, other.alphas)
+            and same(self.betas, other.betas)
+            and self.lengths == other.lengths
         )
 
     __hash__ = None  # type: ignore[assignment]
