@@ -139,7 +139,8 @@ class Spectrum:
 
         Example:
             >>> import torch
-            >>> Spectrum(torch.tensor([[1.0]]), torch.tensor([[1.0]]), dim=4, deflated=1).deflated_fraction
+            >>> s = Spectrum(torch.tensor([[1.0]]), torch.tensor([[1.0]]), dim=4, deflated=1)
+            >>> s.deflated_fraction
             0.25
         """
         return self.deflated / self.dim

@@ -37,7 +37,7 @@ def find_zero_rows(
     Example:
         >>> import torch
         >>> from lightning_prunelimit.curvature import DenseOperator
-        >>> h = torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 3.0]], dtype=torch.float64)
+        >>> h = torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 3.0]]).double()
         >>> find_zero_rows(DenseOperator(h)).tolist()
         [False, True, False]
     """
