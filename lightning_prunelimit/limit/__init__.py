@@ -30,8 +30,16 @@ from lightning_prunelimit.limit.epsilon import (
     check_epsilon,
     resolve_epsilon,
 )
-from lightning_prunelimit.limit.prediction import LimitPrediction, predict_pruning_limit
-from lightning_prunelimit.limit.sublevel_width import NEGATIVE_MODES, sublevel_width
+from lightning_prunelimit.limit.prediction import (
+    LimitPrediction,
+    interval_stop,
+    predict_pruning_limit,
+)
+from lightning_prunelimit.limit.sublevel_width import (
+    NEGATIVE_MODES,
+    sublevel_width,
+    sublevel_width_interval,
+)
 from lightning_prunelimit.limit.zero_curvature import (
     DEFAULT_ZERO_ROW_TOLERANCE,
     ZeroCurvature,
@@ -47,10 +55,12 @@ __all__ = [
     "as_flat_weights",
     "batch_loss_std",
     "check_epsilon",
+    "interval_stop",
     "predict_pruning_limit",
     "pruning_distances",
     "removed_weight_norms",
     "resolve_epsilon",
     "sublevel_width",
+    "sublevel_width_interval",
     "zero_curvature_fraction",
 ]

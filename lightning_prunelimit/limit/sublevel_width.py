@@ -8,9 +8,12 @@ a point at distance R from its centre, the fraction of directions it spans is
          = z + (1 - z) * (1/D) sum_i r_i^2 / (r_i^2 + R^2),
 
 where z is the fraction of exactly flat (zero-curvature) directions, counted separately because a
-Lanczos spectrum cannot resolve them. The trace is estimated by stochastic Lanczos quadrature,
-(1/D) tr f(H) ~ mean over probes of sum_j w_j f(node_j), summed directly over the Ritz values
-(no binning onto a density grid).
+Lanczos spectrum cannot resolve them. A spectrum from ``stochastic_lanczos_quadrature`` removes
+the exactly-zero Hessian rows before its run and records them (``Spectrum.deflated``): then
+z = deflated / D exactly, and the trace runs over the probed rest. Flat directions are counted
+once: a deflated spectrum refuses an extra ``zero_fraction``. The trace is estimated by
+stochastic Lanczos quadrature, (1/D) tr f(H) ~ mean over probes of sum_j w_j f(node_j), summed
+directly over the Ritz values (no binning onto a density grid).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from lightning_prunelimit.limit.epsilon import check_epsilon
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.curvature import Spectrum
 
-__all__ = ["NEGATIVE_MODES", "sublevel_width"]
+__all__ = ["NEGATIVE_MODES", "sublevel_width", "sublevel_width_interval"]
 
 #: How negative eigenvalues enter G: ``"abs"`` uses |l|, ``"flat"`` treats them as zero curvature.
 NEGATIVE_MODES: tuple[str, ...] = ("abs", "flat")
@@ -95,6 +98,26 @@ def _quadrature(spectrum: Spectrum, negative: str) -> tuple[Tensor, Tensor, Tens
     return curvatures, weights, sums
 
 
+def flat_fraction(spectrum: Spectrum, zero_fraction: float) -> float:
+    """The flat fraction z of ``G``: the spectrum's deflated rows, or ``zero_fraction``, once.
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import Spectrum
+        >>> flat_fraction(Spectrum(torch.ones(1, 1), torch.ones(1, 1), dim=4, deflated=1), 0.0)
+        0.25
+    """
+    z = _check_zero_fraction(zero_fraction)
+    deflated = float(getattr(spectrum, "deflated_fraction", 0.0))
+    if deflated > 0.0 and z > 0.0:
+        raise ValueError(
+            f"the spectrum already counts {deflated:.4f} of the directions as exactly flat (its "
+            f"deflated zero rows), so zero_fraction={z} would count flat directions twice: pass "
+            "zero_fraction=0.0 with a deflated spectrum"
+        )
+    return deflated if deflated > 0.0 else z
+
+
 def _as_distances(distance: float | Sequence[float] | Tensor) -> Tensor:
     if isinstance(distance, bool):
         raise TypeError("distance must be a number or numbers >= 0, got a bool")
@@ -134,7 +157,8 @@ def sublevel_width(
             shape ``(num_probes, m)``, weights non-negative).
         distance: R, a float, a sequence or a tensor of distances >= 0.
         epsilon: the loss tolerance eps > 0.
-        zero_fraction: the fraction z in [0, 1) of exactly flat directions.
+        zero_fraction: the fraction z in [0, 1) of exactly flat directions (0 for a spectrum
+            with deflated rows, which carries its own z).
         negative: ``"abs"`` uses |l| for negative eigenvalues; ``"flat"`` treats them as zero
             curvature (their term is 1).
 
@@ -150,9 +174,9 @@ def sublevel_width(
         tensor([1.0000, 0.3750], dtype=torch.float64)
     """
     eps = _check_epsilon(epsilon)
-    z = _check_zero_fraction(zero_fraction)
     _check_negative(negative)
     curvatures, weights, sums = _quadrature(spectrum, negative)
+    z = flat_fraction(spectrum, zero_fraction)
     distances = _as_distances(distance)
 
     squared = distances.reshape(-1).square()
@@ -165,3 +189,65 @@ def sublevel_width(
         out[start : start + step] = ((terms * weights).sum(dim=2) / sums).mean(dim=1)
     out = torch.where(squared == 0, 1.0, out)
     return (z + (1.0 - z) * out).reshape(distances.shape)
+
+
+def sublevel_width_interval(
+    spectrum: Spectrum,
+    distance: float | Sequence[float] | Tensor,
+    epsilon: float,
+    *,
+    zero_fraction: float = 0.0,
+    negative: str = "abs",
+    confidence: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Lower and upper bounds on the exact-spectrum G(R) around an SLQ estimate.
+
+    The bounds cover the quadrature error of the spectrum's Lanczos runs and the sampling error
+    of its probes (``confidence`` standard deviations, default 2); the method and its tested
+    coverage are described in ``lightning_prunelimit.limit.width_bounds``. Needs a spectrum
+    from ``stochastic_lanczos_quadrature`` (it carries the Lanczos coefficients).
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, stochastic_lanczos_quadrature
+        >>> eigenvalues = torch.linspace(0.0, 2.0, 200, dtype=torch.float64)
+        >>> spectrum = stochastic_lanczos_quadrature(DenseOperator(torch.diag(eigenvalues)), 24, 4)
+        >>> low, high = sublevel_width_interval(spectrum, [3.0], epsilon=0.1)
+        >>> exact = float((0.2 / (0.2 + eigenvalues * 9.0)).mean())
+        >>> bool(low[0] <= exact <= high[0])
+        True
+    """
+    from lightning_prunelimit.limit.width_bounds import DEFAULT_CONFIDENCE, quadrature_rules
+
+    eps = _check_epsilon(epsilon)
+    _check_negative(negative)
+    _quadrature(spectrum, negative)
+    z = flat_fraction(spectrum, zero_fraction)
+    level = DEFAULT_CONFIDENCE if confidence is None else _check_confidence(confidence)
+    distances = _as_distances(distance)
+    rules = quadrature_rules(spectrum)
+    flat = distances.reshape(-1)
+    low = torch.empty_like(flat)
+    high = torch.empty_like(flat)
+    for start in range(0, flat.numel(), 64):
+        chunk = flat[start : start + 64]
+        _, _, _, lo, hi = rules.bounds(chunk, eps, negative, level)
+        low[start : start + 64] = lo
+        high[start : start + 64] = hi
+    low = torch.where(flat == 0, 1.0, z + (1.0 - z) * low)
+    high = torch.where(flat == 0, 1.0, z + (1.0 - z) * high)
+    return low.reshape(distances.shape), high.reshape(distances.shape)
+
+
+def _check_confidence(confidence: float) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        raise TypeError(
+            f"confidence must be a number >= 0 (standard deviations), got {confidence!r}"
+        )
+    value = float(confidence)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"confidence must be a finite number >= 0 (standard deviations of the probe "
+            f"sampling error; 2 is about 95%), got {confidence!r}"
+        )
+    return value
