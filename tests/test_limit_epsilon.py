@@ -28,18 +28,52 @@ def digits_model() -> nn.Module:
     ).double()
 
 
-def test_matches_a_manual_eval_mode_computation() -> None:
-    model, batches = digits_model(), digits_batches()
-    loss_fn = nn.functional.cross_entropy
+def per_sample_losses(model: nn.Module, batches) -> np.ndarray:
     reference = digits_model()
     reference.load_state_dict(model.state_dict())
     reference.eval()
     with torch.no_grad():
-        losses = [float(loss_fn(reference(x), y)) for x, y in batches]
-    assert len(set(losses)) == len(losses)
+        return np.concatenate(
+            [
+                nn.functional.cross_entropy(reference(x), y, reduction="none").numpy()
+                for x, y in batches
+            ]
+        )
+
+
+def test_matches_the_spread_of_randomly_drawn_batches() -> None:
+    model, batches = digits_model(), digits_batches()
+    losses = per_sample_losses(model, batches)
+    n, b = len(losses), 50
+    value = batch_loss_std(model, nn.functional.cross_entropy, batches, batch_size=b)
+    # Closed form: variance of a mean of b samples drawn without replacement.
+    assert value**2 == pytest.approx(losses.var() / b * (n - b) / (n - 1), rel=1e-10)
+    # Brute force: many seeded shuffles into batches of b, the spread of the batch means.
+    rng = np.random.default_rng(0)
+    means = np.concatenate(
+        [losses[rng.permutation(n)].reshape(-1, b).mean(axis=1) for _ in range(3000)]
+    )
+    assert value == pytest.approx(float(means.std()), rel=0.03)
+
+
+def test_unchanged_under_a_permutation_of_the_data_and_depends_on_the_batch_size() -> None:
+    model, batches = digits_model(), digits_batches()
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
+    shuffled = list(zip(x[order].split(64), y[order].split(64)))
+    by_class = y.argsort(stable=True)  # class-sorted batches inflate the loader-order spread
+    sorted_batches = list(zip(x[by_class].split(100), y[by_class].split(100)))
+    loss_fn = nn.functional.cross_entropy
     value = batch_loss_std(model, loss_fn, batches)
-    assert value == pytest.approx(float(np.std(losses)), rel=1e-12)
-    assert value != pytest.approx(float(np.std(losses, ddof=1)), rel=1e-3)
+    assert batch_loss_std(model, loss_fn, shuffled) == value
+    assert batch_loss_std(model, loss_fn, sorted_batches) == value
+    smaller = batch_loss_std(model, loss_fn, batches, batch_size=32)
+    assert smaller > value  # smaller batches spread more
+    with pytest.raises(ValueError, match="needs more than 600 samples"):
+        batch_loss_std(model, loss_fn, batches, batch_size=600)
+    with pytest.raises(ValueError, match="epsilon_batch_size must be a positive int"):
+        batch_loss_std(model, loss_fn, batches, batch_size=0)
 
 
 def test_model_is_left_exactly_as_found() -> None:
@@ -61,7 +95,7 @@ def test_flags_are_restored_when_the_loss_fails() -> None:
     def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(outputs, targets) * math.inf
 
-    with pytest.raises(ValueError, match="loss on batch 0 is inf"):
+    with pytest.raises(ValueError, match="600 samples have a non-finite loss"):
         batch_loss_std(model, loss_fn, batches)
     assert all(m.training for m in model.modules())
 
@@ -74,16 +108,20 @@ def test_resolve_epsilon() -> None:
     expected = batch_loss_std(model, loss_fn, batches)
     assert resolve_epsilon("batch_loss_std", model, loss_fn, batches) == expected
     assert resolve_epsilon("batch_loss_std", model, loss_fn, iter(batches)) == expected
+    assert resolve_epsilon(
+        "batch_loss_std", model, loss_fn, batches, batch_size=32
+    ) == batch_loss_std(model, loss_fn, batches, batch_size=32)
 
 
 def test_resolve_epsilon_errors() -> None:
     model, batches = digits_model(), digits_batches()
     loss_fn = nn.functional.cross_entropy
-    with pytest.raises(ValueError, match="need at least two batches.*pass epsilon as a number"):
+    with pytest.raises(ValueError, match="needs more than 128 samples.*lower epsilon_batch_size"):
         resolve_epsilon("batch_loss_std", model, loss_fn, batches[:1])
-    with pytest.raises(ValueError, match="need at least two batches"):
-        resolve_epsilon("batch_loss_std", model, loss_fn, [batches[0], batches[0]])
-    with pytest.raises(ValueError, match="at least two"):
+    constant = [(torch.zeros(200, 64, dtype=torch.float64), torch.zeros(200, dtype=torch.long))]
+    with pytest.raises(ValueError, match="every sample has the same loss"):
+        resolve_epsilon("batch_loss_std", model, loss_fn, constant)
+    with pytest.raises(ValueError, match="batches is empty"):
         resolve_epsilon("batch_loss_std", model, loss_fn, [])
     with pytest.raises(ValueError, match="needs model, loss_fn and batches"):
         resolve_epsilon("batch_loss_std")
@@ -96,6 +134,6 @@ def test_resolve_epsilon_errors() -> None:
         with pytest.raises(TypeError, match="positive number"):
             resolve_epsilon(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="scalar tensor"):
-        batch_loss_std(model, lambda out, y: out.sum(dim=1), batches)
+        batch_loss_std(model, lambda out, y: out[0], batches)
     with pytest.raises(ValueError, match=r"\(inputs, targets\) pair"):
         batch_loss_std(model, loss_fn, [batches[0][0]])

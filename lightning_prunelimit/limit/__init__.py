@@ -25,6 +25,7 @@ from lightning_prunelimit.limit.distances import (
     removed_weight_norms,
 )
 from lightning_prunelimit.limit.epsilon import (
+    DEFAULT_EPSILON_BATCH_SIZE,
     EPSILON_METHODS,
     batch_loss_std,
     check_epsilon,
@@ -47,6 +48,7 @@ from lightning_prunelimit.limit.zero_curvature import (
 )
 
 __all__ = [
+    "DEFAULT_EPSILON_BATCH_SIZE",
     "DEFAULT_ZERO_ROW_TOLERANCE",
     "EPSILON_METHODS",
     "NEGATIVE_MODES",
