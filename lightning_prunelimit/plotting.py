@@ -150,13 +150,23 @@ def plot_pruning_limit(prediction: LimitPrediction) -> Figure:
         color="tab:orange",
         label="G(R): free fraction of the sublevel set",
     )
+    if prediction.curve_widths_low is not None and prediction.curve_widths_high is not None:
+        axes.fill_between(
+            distances,
+            list(prediction.curve_widths_low),
+            list(prediction.curve_widths_high),
+            color="tab:orange",
+            alpha=0.2,
+            lw=0,
+            label="G(R) bounds (quadrature + probes)",
+        )
+    label = f"predicted limit: sparsity {prediction.sparsity:.4f}"
+    if prediction.sparsity_interval is not None:
+        low, high = prediction.sparsity_interval
+        axes.axhspan(low, high, color="black", alpha=0.08, lw=0)
+        label += f" [{low:.4f}, {high:.4f}]"
     axes.plot(
-        [prediction.distance],
-        [prediction.sparsity],
-        "o",
-        color="black",
-        zorder=3,
-        label=f"predicted limit: sparsity {prediction.sparsity:.4f}",
+        [prediction.distance], [prediction.sparsity], "o", color="black", zorder=3, label=label
     )
     axes.axhline(prediction.sparsity, color="black", lw=0.8, ls=":")
     axes.set_xlabel("distance R (norm of the removed weights)")
@@ -205,7 +215,12 @@ def plot_layer_sparsity(per_layer: Mapping[str, float], *, amount: float | None 
     return figure
 
 
-def plot_sparsity_sweep(result: _SweepResult, *, predicted_sparsity: float | None = None) -> Figure:
+def plot_sparsity_sweep(
+    result: _SweepResult,
+    *,
+    predicted_sparsity: float | None = None,
+    predicted_interval: tuple[float, float] | None = None,
+) -> Figure:
     """Accuracy (or loss) of the pruned models against sparsity, with the limits marked.
 
     Draws the metric against sparsity, the pass threshold (dense value minus / plus the
@@ -215,6 +230,7 @@ def plot_sparsity_sweep(result: _SweepResult, *, predicted_sparsity: float | Non
     Args:
         result: a ``SparsitySweepResult``.
         predicted_sparsity: e.g. ``PruningLimit.prediction.sparsity``.
+        predicted_interval: e.g. ``PruningLimit.prediction.sparsity_interval``, drawn as a band.
 
     Example:
         >>> from types import SimpleNamespace
@@ -249,10 +265,63 @@ def plot_sparsity_sweep(result: _SweepResult, *, predicted_sparsity: float | Non
             ls="-.",
             label=f"predicted limit {float(predicted_sparsity):.4f}",
         )
+    if predicted_interval is not None:
+        low, high = (float(x) for x in predicted_interval)
+        axes.axvspan(
+            low, high, color="tab:red", alpha=0.12, lw=0, label=f"predicted [{low:.3f}, {high:.3f}]"
+        )
     axes.set_xlabel("sparsity (fraction of weights pruned)")
     axes.set_ylabel("mean loss" if loss else "top-1 accuracy")
     axes.set_xlim(-0.02, 1.0)
     axes.set_title("One-shot global magnitude pruning, no fine-tuning")
+    axes.legend(loc="best")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def plot_limit_trajectory(
+    epochs: Sequence[int],
+    sparsities: Sequence[float],
+    intervals: Sequence[tuple[float, float] | None] | None = None,
+) -> Figure:
+    """The predicted limit over training: when the network became prunable.
+
+    Args:
+        epochs: the epochs at which the limit was predicted.
+        sparsities: the predicted sparsity at each.
+        intervals: its ``(lo, hi)`` interval at each (None entries allowed), drawn as a band.
+
+    Example:
+        >>> figure = plot_limit_trajectory([1, 2, 3], [0.2, 0.5, 0.7],
+        ...     [(0.1, 0.3), (0.4, 0.6), (0.65, 0.75)])
+        >>> figure.axes[0].get_ylabel()
+        'predicted sparsity'
+    """
+    if len(epochs) != len(sparsities) or not epochs:
+        raise ValueError(
+            f"epochs and sparsities must be non-empty and of equal length, got {len(epochs)} "
+            f"and {len(sparsities)}"
+        )
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    x = [int(e) for e in epochs]
+    axes.plot(x, [float(s) for s in sparsities], "o-", ms=3, color="tab:red", label="predicted")
+    if intervals is not None:
+        pairs = [(e, i) for e, i in zip(x, intervals) if i is not None]
+        if pairs:
+            axes.fill_between(
+                [e for e, _ in pairs],
+                [float(i[0]) for _, i in pairs],
+                [float(i[1]) for _, i in pairs],
+                color="tab:red",
+                alpha=0.15,
+                lw=0,
+                label="interval",
+            )
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("predicted sparsity")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title("Predicted pruning limit during training")
     axes.legend(loc="best")
     axes.grid(alpha=0.3)
     return figure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -120,3 +121,15 @@ def test_slq_spectrum_round_trips_with_coefficients_and_deflation() -> None:
         Spectrum(spectrum.nodes, spectrum.weights, dim=7, deflated=7)
     with pytest.raises(ValueError, match="go together"):
         Spectrum(spectrum.nodes, spectrum.weights, dim=7, alphas=spectrum.alphas)
+
+
+def test_float32_probe_that_stops_early_warns() -> None:
+    # Two clusters a float32 basis cannot separate: 1 and 1 + 1e-9 look identical to it.
+    diagonal = torch.cat([torch.ones(50), torch.full((50,), 1.0 + 1e-9), torch.tensor([5.0])])
+    op32 = DenseOperator(torch.diag(diagonal).float())
+    with pytest.warns(RuntimeWarning, match="stopped after .* steps.*float64"):
+        stochastic_lanczos_quadrature(op32, 20, 1, seed=0)
+    op64 = DenseOperator(torch.diag(torch.linspace(1.0, 2.0, 101, dtype=torch.float64)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stochastic_lanczos_quadrature(op64, 20, 1, seed=0)

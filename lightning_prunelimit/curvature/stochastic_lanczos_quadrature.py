@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
+import torch
+
 from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
-from lightning_prunelimit.curvature.linear_operator import LinearOperator, operator_dim
+from lightning_prunelimit.curvature.linear_operator import (
+    LinearOperator,
+    operator_dim,
+    operator_dtype,
+)
 from lightning_prunelimit.curvature.rademacher import rademacher
 from lightning_prunelimit.curvature.spectrum import Spectrum
 from lightning_prunelimit.curvature.zero_rows import DeflatedOperator, find_zero_rows
@@ -74,5 +81,31 @@ def stochastic_lanczos_quadrature(
     def as_spectrum(result: LanczosResult) -> Spectrum:
         return result.spectrum(dim=dim, deflated=deflated)
 
-    lanczos_stop = None if stop is None else (lambda result: stop(as_spectrum(result)))
-    return as_spectrum(lanczos(op, probes, num_iters, progress=progress, stop=lanczos_stop))
+    stopped = []
+
+    def lanczos_stop(result: LanczosResult) -> bool:
+        if stop is not None and stop(as_spectrum(result)):
+            stopped.append(True)
+        return bool(stopped)
+
+    result = lanczos(op, probes, num_iters, progress=progress, stop=lanczos_stop)
+    _warn_on_early_float32_stop(result, min(num_iters, dim - deflated), operator_dtype(op), stopped)
+    return as_spectrum(result)
+
+
+def _warn_on_early_float32_stop(
+    result: LanczosResult, expected: int, dtype: torch.dtype, stopped: list[bool]
+) -> None:
+    """A float32 run that stops before its steps on a breakdown is usually rounding, not luck."""
+    if stopped or dtype == torch.float64 or min(result.lengths) >= expected:
+        return
+    warnings.warn(
+        f"a {dtype} Lanczos probe stopped after {min(result.lengths)} of {expected} steps "
+        "because its new residual fell to rounding level: in single precision this usually "
+        "means the curvature scale spans more than float32 resolves, not an exactly invariant "
+        "subspace, and the spectrum's small eigenvalues may be lumped together. Compute the "
+        "spectrum in float64 (e.g. model.double() for the analysis, or Trainer(precision="
+        "'64-true')) to check it",
+        RuntimeWarning,
+        stacklevel=3,
+    )
