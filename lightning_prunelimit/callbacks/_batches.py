@@ -150,7 +150,14 @@ def _is_map_style(loader: DataLoader) -> bool:
 
 def _to_xy(batch: Any, batch_to_xy: BatchToXY | None) -> tuple[Any, Tensor]:
     if batch_to_xy is not None:
-        pair = batch_to_xy(batch)
+        try:
+            pair = batch_to_xy(batch)
+        except Exception as error:
+            raise TypeError(
+                f"batch_to_xy failed on a batch of type {type(batch).__name__} with "
+                f"{type(error).__name__}: {error}; it must map a batch as the DataLoader yields "
+                "it to an (inputs, targets) pair"
+            ) from error
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(
                 f"batch_to_xy must return an (inputs, targets) pair, got {type(pair).__name__}"

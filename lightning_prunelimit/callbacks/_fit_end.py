@@ -7,7 +7,8 @@ checkpoints ``ModelCheckpoint`` writes at the end of training (``last.ckpt`` inc
 the results, and their scalars are in ``trainer.callback_metrics`` when monitors look.
 
 When training stops at a point that cannot be foreseen (``max_time``, a stop requested during
-validation), the work runs in ``on_train_end`` instead, and the ``last.ckpt`` written at that
+validation), the work runs in ``on_train_end`` instead (in ``on_fit_end`` when a resumed fit
+had nothing left to train), and the ``last.ckpt`` written at that
 step is rewritten so that it holds the results. The first callback whose turn comes runs the
 work of all of them (in dependency order), so the order of the callbacks list does not matter.
 
@@ -161,6 +162,10 @@ class FitEndCallback(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Run the fit-end work that has not run yet (training stopped unforeseen)."""
+        run_fit_end(trainer, pl_module, late=True)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Last chance: a resumed fit that had nothing left to train skips ``on_train_end``."""
         run_fit_end(trainer, pl_module, late=True)
 
 
