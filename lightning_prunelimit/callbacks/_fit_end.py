@@ -8,9 +8,10 @@ the results, and their scalars are in ``trainer.callback_metrics`` when monitors
 
 When training stops at a point that cannot be foreseen (``max_time``, a stop requested during
 validation), the work runs in ``on_train_end`` instead (in ``on_fit_end`` when a resumed fit
-had nothing left to train), and the ``last.ckpt`` written at that
-step is rewritten so that it holds the results. The first callback whose turn comes runs the
-work of all of them (in dependency order), so the order of the callbacks list does not matter.
+had nothing left to train), and the last of these callbacks rewrites the ``last.ckpt`` written
+at that step so that it holds the results. Each callback computes in its own hook, in the order
+of the callbacks list; one that needs another's result asks for it (``ensure_computed``), so the
+order does not matter.
 
 Results restored from a checkpoint count as computed at the global step they were computed
 at: a resume that takes no step reuses them; any other recomputes at its own end.
@@ -22,12 +23,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_prunelimit.callbacks._fit_checks import launched_in_workers
 from lightning_prunelimit.callbacks._lookup import training_point
 
-__all__ = ["FitEndCallback", "is_final_training_batch", "run_fit_end"]
+__all__ = ["FitEndCallback", "is_final_training_batch"]
 
 
 def _reached(current: int, maximum: int | None) -> bool:
@@ -77,6 +79,7 @@ class FitEndCallback(pl.Callback):
         self._fit_index = 0
         self._computed_at: tuple[int, int] | None = None
         self._restored_step: int | None = None
+        self._computed_late = False
 
     # -- to implement -----------------------------------------------------------------------
 
@@ -156,17 +159,31 @@ class FitEndCallback(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """After the last training batch of the fit: run the fit-end work of every callback."""
+        """After the last training batch of the fit: compute (unless already done)."""
         if is_final_training_batch(trainer):
-            run_fit_end(trainer, pl_module, late=False)
+            self._ensure(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Run the fit-end work that has not run yet (training stopped unforeseen)."""
-        run_fit_end(trainer, pl_module, late=True)
+        """Compute now if training stopped unforeseen; put the results into ``last.ckpt``."""
+        self._finish(trainer, pl_module)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Last chance: a resumed fit that had nothing left to train skips ``on_train_end``."""
-        run_fit_end(trainer, pl_module, late=True)
+        self._finish(trainer, pl_module)
+
+    def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._is_current(trainer):
+            self._compute(trainer, pl_module)
+            self._computed_late = True
+        elif self._restored_step is not None:  # reused: the fit started with empty metrics
+            trainer.callback_metrics.update(
+                {key: torch.tensor(float(value)) for key, value in self.metrics().items()}
+            )
+        group = [c for c in trainer.callbacks if isinstance(c, FitEndCallback)]
+        if group and group[-1] is self and any(c._computed_late for c in group):
+            for callback in group:
+                callback._computed_late = False
+            _refresh_last_checkpoints(trainer)
 
 
 def _refresh_last_checkpoints(trainer: pl.Trainer) -> None:
@@ -185,37 +202,3 @@ def _refresh_last_checkpoints(trainer: pl.Trainer) -> None:
             "computed after the last checkpoint was written and no checkpoint holds them: pass "
             "ModelCheckpoint(save_last=True) to get them into last.ckpt"
         )
-
-
-def run_fit_end(trainer: pl.Trainer, pl_module: pl.LightningModule, *, late: bool) -> None:
-    """Run the fit-end work of every :class:`FitEndCallback` of the Trainer that is not current.
-
-    With ``late`` (from ``on_train_end``), a ``last.ckpt`` written at this step is rewritten
-    when anything was computed; results restored from a checkpoint and reused are put back into
-    ``trainer.callback_metrics``.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> run_fit_end(pl.Trainer(logger=False, enable_progress_bar=False), None, late=False)
-    """
-    computed = False
-    for callback in trainer.callbacks:
-        if not isinstance(callback, FitEndCallback):
-            continue
-        if callback._is_current(trainer):
-            if late and callback._restored_step is not None:
-                metrics = callback.metrics()
-                trainer.callback_metrics.update(
-                    {key: _tensor(value) for key, value in metrics.items()}
-                )
-            continue
-        callback._compute(trainer, pl_module)
-        computed = True
-    if late and computed:
-        _refresh_last_checkpoints(trainer)
-
-
-def _tensor(value: float) -> Any:
-    import torch
-
-    return torch.tensor(float(value))
