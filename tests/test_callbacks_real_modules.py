@@ -8,6 +8,7 @@ EarlyStopping, ``precision="64-true"``, ``fast_dev_run``, ``ddp_spawn``.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_prunelimit import (
     GlobalOneShotPruning,
     HessianSpectrum,
+    L1Regularization,
     PruningLimit,
     SparsitySweep,
 )
@@ -395,6 +397,7 @@ def test_every_callback_under_each_precision(tmp_path, precision: str) -> None:
     callbacks = [
         *_small_callbacks(loss_fn=_loss, batch_to_xy=_xy),
         GlobalOneShotPruning(0.3, apply_at_epoch=1),
+        L1Regularization(1e-3),
     ]
     try:
         trainer = _trainer(tmp_path, callbacks, precision=precision)
@@ -405,13 +408,14 @@ def test_every_callback_under_each_precision(tmp_path, precision: str) -> None:
     model = UserNet()
     trainer.fit(model, *_loaders())
     assert model.steps == 8
-    spectrum, limit, sweep, pruning = callbacks
+    spectrum, limit, sweep, pruning, l1 = callbacks
     assert torch.isfinite(spectrum.spectrum.nodes).all()
     assert 0.0 <= limit.prediction.sparsity < 1.0
     assert sweep.result is not None and sweep.result.dense_accuracy > 0.1
     assert pruning.report is not None and pruning.report.global_sparsity == pytest.approx(
         0.3, abs=1e-3
     )
+    assert math.isfinite(l1.l1_norm(model)) and l1.l1_norm(model) > 0
 
 
 def test_a_64_bit_sweep_of_float32_data(tmp_path) -> None:
