@@ -280,6 +280,19 @@ def test_a_module_that_flattens_in_training_step_works_with_batch_to_xy(tmp_path
     assert callbacks[2].result is not None and callbacks[1].prediction is not None
 
 
+def test_frozen_layers_work_once_the_pruned_weights_are_restricted(tmp_path) -> None:
+    model = UserNet(frozen_first_layer=True)
+    limit = PruningLimit(parameters_to_prune=[(model.net[5], "weight")])
+    callbacks = [
+        HessianSpectrum(num_iters=6, top_k=0, trace_probes=0, loss_fn=_loss, batch_to_xy=_xy),
+        limit,
+        SparsitySweep(),
+    ]
+    _trainer(tmp_path, callbacks, max_epochs=1).fit(model, *_loaders())
+    assert callbacks[0].param_names == ["net.5.weight", "net.5.bias"]
+    assert limit.prediction is not None and callbacks[2].result is not None
+
+
 # ------------------------------------------------------------------------------------------
 # 2. say it once
 # ------------------------------------------------------------------------------------------
@@ -526,6 +539,24 @@ def test_figures_go_to_the_run_directory_and_never_to_the_working_directory(
     pngs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
     expected = ["hessian_spectrum.png", "prune_limit.png", "sparsity_sweep.png"]
     assert pngs == [f"logs/lightning_logs/version_0/{name}" for name in expected]
+
+
+def test_with_only_a_wandb_logger_figures_go_to_the_wandb_run_directory(
+    tmp_path, monkeypatch
+) -> None:
+    from _lightning_helpers import wandb_offline_env
+    from lightning.pytorch.loggers import WandbLogger
+
+    from lightning_prunelimit.callbacks._output import figure_directory
+
+    wandb_offline_env(monkeypatch, tmp_path)
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path))
+    try:
+        directory = figure_directory(_trainer(tmp_path, [], logger=logger))
+        assert directory == Path(logger.experiment.dir)
+        assert directory != tmp_path and tmp_path in directory.parents
+    finally:
+        logger.experiment.finish()
 
 
 # ------------------------------------------------------------------------------------------

@@ -90,10 +90,11 @@ class GlobalOneShotPruning(pl.Callback):
     While the callback is attached, checkpoints holding ``weight_orig`` / ``weight_mask`` keys
     (e.g. weights-only saves) also load into a module of either form. With
     ``make_pruning_permanent`` the reparametrisation is removed at ``on_train_end`` (the model
-    keeps its zeros); files already written are never modified. Callbacks whose
-    ``on_train_end`` runs later (Lightning follows the callbacks list) then see plain weights:
-    list ``HessianSpectrum`` / ``PruningLimit`` / ``SparsitySweep`` before this callback to
-    analyse the reparametrised model (pruned entries held at zero, with zero curvature).
+    keeps its zeros); files already written are never modified. ``HessianSpectrum`` /
+    ``PruningLimit`` / ``SparsitySweep`` compute after the last training batch, before that,
+    so they analyse the reparametrised model (pruned entries held at zero, with zero
+    curvature); only when training stops unforeseen do they compute in ``on_train_end``, where
+    those listed after this callback see plain weights.
 
     **DDP.** The masks are computed on rank zero and broadcast, so every rank holds the same.
 
