@@ -68,7 +68,7 @@ def test_l1_regularises_a_shared_parameter_once() -> None:
 
 
 class _NaNAfterTraining(TinyClassifier):
-    def on_train_epoch_end(self) -> None:
+    def on_after_backward(self) -> None:
         with torch.no_grad():
             self.net[-1].bias.fill_(float("nan"))
 
@@ -76,5 +76,5 @@ class _NaNAfterTraining(TinyClassifier):
 def test_sweep_of_a_non_finite_model_says_so(tmp_path) -> None:
     model = _NaNAfterTraining()
     trainer = make_trainer(tmp_path, [SparsitySweep(metric="loss")], max_epochs=1)
-    with pytest.raises(ValueError, match="loss on the val data is nan"):
+    with pytest.raises(ValueError, match="on the val data: the dense model's loss is nan"):
         trainer.fit(model, DigitsWithVal())

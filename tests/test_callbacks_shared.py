@@ -8,14 +8,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from lightning_prunelimit.callbacks._shared import (
-    collect_batches,
-    eval_mode,
-    find_callback,
-    progress_bar,
-    resolve_loss_fn,
-    sample_batches,
-)
+from lightning_prunelimit.callbacks._batches import collect_batches, sample_batches
+from lightning_prunelimit.callbacks._lookup import find_callback, resolve_loss_fn
+from lightning_prunelimit.callbacks._output import progress_bar
+from lightning_prunelimit.curvature import evaluation_mode as eval_mode
 
 
 def _loader(num: int = 50, batch_size: int = 8) -> DataLoader:

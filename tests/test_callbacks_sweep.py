@@ -145,11 +145,10 @@ def test_prediction_and_reality_on_one_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(sparsity_sweep, "plot_sparsity_sweep", spy)
     limit = PruningLimit()
     callbacks = [SparsitySweep(refine_steps=1), limit, HessianSpectrum(num_iters=4, top_k=0)]
-    make_trainer(tmp_path, callbacks, max_epochs=1, logger=False).fit(
-        TinyClassifier(hidden=8), DigitsWithVal(num_train=64, num_val=64, batch_size=32)
-    )
+    trainer = make_trainer(tmp_path, callbacks, max_epochs=1)
+    trainer.fit(TinyClassifier(hidden=8), DigitsWithVal(num_train=64, num_val=64, batch_size=32))
     assert drawn == [limit.prediction.sparsity]
-    assert (tmp_path / "sparsity_sweep.png").exists()
+    assert (Path(trainer.logger.log_dir) / "sparsity_sweep.png").exists()
 
 
 def test_result_survives_a_checkpoint(tmp_path):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from _lightning_helpers import DigitsWithVal, TinyClassifier, make_trainer, wandb_offline_env
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
@@ -61,8 +63,10 @@ def test_wandb_and_tensorboard_receive_the_scalars_and_wandb_the_media(tmp_path,
         pattern = "wandb/offline-run-*/files/media/images/**/*.png"
         images = sorted(p.name for p in tmp_path.glob(pattern))
         assert len(images) == 4, images
-        # the first logger is W&B, so the PNGs go to its save_dir
+        # the PNGs go to the run's own folder (the CSV logger's version_<n>), never to the
+        # save_dir that W&B shares between runs
         for name in ("hessian_spectrum", "prune_limit", "pruning_sparsity", "sparsity_sweep"):
-            assert (tmp_path / f"{name}.png").stat().st_size > 1000
+            assert (Path(csv_logger.log_dir) / f"{name}.png").stat().st_size > 1000
+            assert not (tmp_path / f"{name}.png").exists()
     finally:
         wandb_logger.experiment.finish()

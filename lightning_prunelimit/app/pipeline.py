@@ -88,7 +88,7 @@ def _run_stages(
         ordered, clocks = _with_clocks(training_callbacks)
         trainer = instantiate_node(cfg.trainer, "trainer", callbacks=ordered, logger=loggers)
 
-    # Stages 1-4: one fit; the spectrum, the limit and the sweep compute in on_train_end.
+    # Stages 1-4: one fit; the spectrum, the limit and the sweep compute after its last batch.
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     _add_clock_timings(timings, start, clocks, end=time.perf_counter())

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+
+from lightning_prunelimit.callbacks._fit_end import is_final_training_batch
 
 __all__ = ["StageTimings", "TrainEndClock"]
 
@@ -68,10 +71,11 @@ class StageTimings:
 
 
 class TrainEndClock(Callback):
-    """Records the time at which the ``on_train_end`` hooks reach this callback.
+    """Records the time at which the fit-end hooks reach this callback.
 
-    Lightning calls ``on_train_end`` in the order of ``trainer.callbacks``; clocks placed between
-    callbacks that compute at the end of training (spectrum, limit, sweep) time each of them.
+    The spectrum, the limit and the sweep compute after the last training batch (in
+    ``on_train_end`` when training stopped unforeseen); Lightning calls those hooks in the order
+    of ``trainer.callbacks``, so clocks placed between the callbacks time each of them.
 
     Example:
         >>> clock = TrainEndClock()
@@ -82,6 +86,19 @@ class TrainEndClock(Callback):
     def __init__(self) -> None:
         self.time: float | None = None
 
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Note the current ``time.perf_counter()`` after the last training batch."""
+        if is_final_training_batch(trainer):
+            self.time = time.perf_counter()
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Note the current ``time.perf_counter()``."""
-        self.time = time.perf_counter()
+        """Note the current ``time.perf_counter()`` unless the last batch already did."""
+        if self.time is None:
+            self.time = time.perf_counter()

@@ -2,8 +2,10 @@
 
 Thin adapters over the pure-PyTorch layers (``curvature``, ``limit``, ``pruning``): each one
 gathers the model, the loss and a fixed sample of batches from the ``Trainer``, calls those
-layers, logs scalars to every logger, saves figures in the run's log directory and keeps its
-results in its ``state_dict`` (so they survive checkpoints).
+layers, logs scalars to every logger and to ``trainer.callback_metrics``, saves figures in the
+run's own directory and keeps its results in its ``state_dict`` (so they are in the checkpoints
+written at the end of training). Setup mistakes are caught before the first training step;
+``loss_fn`` and ``batch_to_xy`` given to one callback serve all of them.
 
 Example:
     >>> import lightning.pytorch as pl
@@ -20,7 +22,7 @@ from lightning_prunelimit.callbacks.hessian_spectrum import HessianSpectrum
 from lightning_prunelimit.callbacks.l1_regularization import L1Regularization
 from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
 from lightning_prunelimit.callbacks.sparsity_sweep import DEFAULT_SPARSITIES, SparsitySweep
-from lightning_prunelimit.callbacks.sparsity_sweep_result import SparsitySweepResult
+from lightning_prunelimit.pruning import SparsitySweepResult
 
 __all__ = [
     "DEFAULT_SPARSITIES",

@@ -10,13 +10,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from lightning_prunelimit.callbacks._shared import (
-    find_callback,
-    is_pruned,
-    log_scalars,
-    log_wandb,
-    save_figure,
-)
+from lightning_prunelimit.callbacks._lookup import find_callback, require_callback
+from lightning_prunelimit.callbacks._output import log_scalars, log_wandb, save_figure
 from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
 from lightning_prunelimit.plotting import plot_layer_sparsity
 from lightning_prunelimit.pruning import (
@@ -24,7 +19,11 @@ from lightning_prunelimit.pruning import (
     apply_masks,
     check_amount,
     check_parameter_names,
+    fold_pruned_entries,
     global_magnitude_masks,
+    is_pruned,
+    mask_name,
+    plain_parameter_name,
     prunable_parameters,
     sparsity_report,
 )
@@ -57,18 +56,13 @@ def _align_pruning_keys(
     for qualified, child in module.named_modules():
         base = prefix + (f"{qualified}." if qualified else "")
         for name in list(child._parameters):
-            plain = name[: -len("_orig")] if name.endswith("_orig") else name
-            if plain != name and is_pruned(child, plain):
+            plain = plain_parameter_name(child, name)
+            if plain != name:
                 if base + plain in state_dict and base + name not in state_dict:
                     state_dict[base + name] = state_dict.pop(base + plain)
-                    state_dict[base + plain + "_mask"] = getattr(child, plain + "_mask").clone()
-            elif base + name not in state_dict and {
-                base + name + "_orig",
-                base + name + "_mask",
-            }.issubset(state_dict):
-                orig = state_dict.pop(base + name + "_orig")
-                mask = state_dict.pop(base + name + "_mask")
-                state_dict[base + name] = orig * mask.to(orig.dtype)
+                    state_dict[mask_name(base + plain)] = getattr(child, mask_name(plain)).clone()
+            elif base + name not in state_dict:
+                fold_pruned_entries(state_dict, [base + name])
 
 
 class GlobalOneShotPruning(pl.Callback):
@@ -96,10 +90,11 @@ class GlobalOneShotPruning(pl.Callback):
     While the callback is attached, checkpoints holding ``weight_orig`` / ``weight_mask`` keys
     (e.g. weights-only saves) also load into a module of either form. With
     ``make_pruning_permanent`` the reparametrisation is removed at ``on_train_end`` (the model
-    keeps its zeros); files already written are never modified. Callbacks whose
-    ``on_train_end`` runs later (Lightning follows the callbacks list) then see plain weights:
-    list ``HessianSpectrum`` / ``PruningLimit`` / ``SparsitySweep`` before this callback to
-    analyse the reparametrised model (pruned entries held at zero, with zero curvature).
+    keeps its zeros); files already written are never modified. ``HessianSpectrum`` /
+    ``PruningLimit`` / ``SparsitySweep`` compute after the last training batch, before that,
+    so they analyse the reparametrised model (pruned entries held at zero, with zero
+    curvature); only when training stops unforeseen do they compute in ``on_train_end``, where
+    those listed after this callback see plain weights.
 
     **DDP.** The masks are computed on rank zero and broadcast, so every rank holds the same.
 
@@ -294,6 +289,20 @@ class GlobalOneShotPruning(pl.Callback):
             self._restored = False
             self._applied_this_fit = False
             self.masks, self.applied_amount, self.report = None, None, None
+            if self.amount == PREDICTED:
+                require_callback(trainer, PruningLimit, "GlobalOneShotPruning(amount='predicted')")
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Check, before the first training step, that there is something to prune and an amount."""
+        prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
+        if self.amount == PREDICTED and self.apply_at_epoch is None and not self._restored:
+            limit = require_callback(trainer, PruningLimit, "GlobalOneShotPruning('predicted')")
+            if limit.prediction is None:
+                raise ValueError(
+                    "amount='predicted' but the PruningLimit has no prediction when training "
+                    "starts: pass apply_at_epoch=<epoch> to predict during this fit, or fit once "
+                    "with PruningLimit first and pass amount=limit.prediction.sparsity"
+                )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Remove the load hook."""
@@ -341,12 +350,7 @@ class GlobalOneShotPruning(pl.Callback):
         state = checkpoint.get("state_dict")
         if state is None or not self.masks:
             return
-        for key in self.masks:
-            orig, mask = state.get(key + "_orig"), state.get(key + "_mask")
-            if orig is None or mask is None:
-                continue
-            del state[key + "_orig"], state[key + "_mask"]
-            state[key] = orig * mask.to(orig.dtype)
+        fold_pruned_entries(state, self.masks)
 
     def state_dict(self) -> dict[str, Any]:
         """The masks (CPU bool tensors) and the amount that produced them."""

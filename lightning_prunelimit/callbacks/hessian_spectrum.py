@@ -9,16 +9,25 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lightning_prunelimit.callbacks._shared import (
+from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
+from lightning_prunelimit.callbacks._fit_checks import (
+    check_curvature_parameters,
+    check_forward,
+    eager,
+)
+from lightning_prunelimit.callbacks._fit_end import FitEndCallback
+from lightning_prunelimit.callbacks._lookup import (
     BatchToXY,
     LossFn,
-    collect_batches,
+    resolve_batch_to_xy,
+    resolve_loss_fn,
+)
+from lightning_prunelimit.callbacks._output import (
+    ProgressOperator,
     log_scalars,
     log_wandb,
-    progress_bar,
-    resolve_loss_fn,
     save_figure,
-    training_point,
+    stage,
 )
 from lightning_prunelimit.curvature import (
     HessianOperator,
@@ -29,9 +38,10 @@ from lightning_prunelimit.curvature import (
 )
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS
 from lightning_prunelimit.curvature.parameter_selection import ParameterSelection
+from lightning_prunelimit.curvature.top_eigenvalues import default_top_eigenvalue_iters
 from lightning_prunelimit.plotting import plot_spectrum, spectrum_density_curve
 
-__all__ = ["HessianSpectrum"]
+__all__ = ["FAST_DEV_RUN_ITERS", "HessianSpectrum"]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -40,12 +50,17 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-class HessianSpectrum(pl.Callback):
+#: The token sizes of a ``fast_dev_run``: Lanczos steps, top-eigenvalue steps, trace probes.
+FAST_DEV_RUN_ITERS = 4
+
+
+class HessianSpectrum(FitEndCallback):
     """Estimate the Hessian spectrum of the loss at the end of training.
 
-    At ``on_train_end`` (the model is still on its device and, under DDP, every rank is alive)
-    the callback builds a :class:`~lightning_prunelimit.curvature.HessianOperator` over a fixed
-    sample of the training data and runs stochastic Lanczos quadrature (the spectral density the
+    At the end of the last training batch of the fit (before the last validation and the last
+    checkpoint; the model is on its device and, under DDP, every rank is alive) the callback
+    builds a :class:`~lightning_prunelimit.curvature.HessianOperator` over a fixed sample of
+    the training data and runs stochastic Lanczos quadrature (the spectral density the
     pruning limit needs), the ``top_k`` largest eigenvalues and a Hutchinson trace estimate.
     Other callbacks call :meth:`compute` (e.g. at an epoch) or :meth:`ensure_computed` (compute
     unless already done at this point of training).
@@ -58,8 +73,16 @@ class HessianSpectrum(pl.Callback):
     total sample count is checked. ``batch_to_xy`` maps other batch layouts to
     ``(inputs, targets)``.
 
-    **Loss.** ``loss_fn(outputs, targets) -> mean loss``, else the module's ``loss_fn`` or
-    ``criterion`` attribute. The module's ``forward`` must return what the loss takes.
+    **Loss.** ``loss_fn(outputs, targets) -> mean loss``, given here or to any other callback
+    of the Trainer, else the module's ``loss_fn`` or ``criterion`` attribute. The module's
+    ``forward`` must return what the loss takes. ``batch_to_xy`` is shared the same way.
+
+    **Before training** (``on_fit_start``): one batch goes through ``batch_to_xy``, ``forward``
+    and the loss, and the Hessian's parameters are checked (one floating dtype, one device), so
+    a wiring mistake fails in seconds. A ``torch.compile``d module is analysed through the
+    uncompiled code underneath. Under ``fast_dev_run`` every stage runs at a token size
+    (``FAST_DEV_RUN_ITERS`` steps, two batches). Each stage shows a progress bar, or logs its
+    duration when bars are off.
 
     **Logs** to every logger: ``hessian/top_eig_1`` .. ``hessian/top_eig_<k>``,
     ``hessian/trace``, ``hessian/trace_stderr``, ``hessian/min_ritz``, ``hessian/max_ritz``,
@@ -68,7 +91,8 @@ class HessianSpectrum(pl.Callback):
     ``WandbLogger`` also the image, a line plot of the density (``hessian/density``) and a
     table of the Ritz nodes and weights (``hessian/ritz``).
 
-    **Results** (also saved in checkpoints): ``spectrum`` (a
+    **Results** (also saved in checkpoints, ``last.ckpt`` included; the scalars also in
+    ``trainer.callback_metrics``): ``spectrum`` (a
     :class:`~lightning_prunelimit.curvature.Spectrum`), ``top_eigenvalues`` (float64 tensor,
     descending), ``trace`` and ``trace_stderr``, ``num_params``.
 
@@ -96,6 +120,8 @@ class HessianSpectrum(pl.Callback):
         True
     """
 
+    _result_names = ("spectrum", "top_eigenvalues", "trace")
+
     def __init__(
         self,
         num_iters: int = 128,
@@ -111,6 +137,7 @@ class HessianSpectrum(pl.Callback):
         augment: bool = False,
         top_iters: int | None = None,
     ) -> None:
+        super().__init__()
         self.num_iters = _check_int("num_iters", num_iters, 1)
         self.num_probes = _check_int("num_probes", num_probes, 1)
         if num_samples is not None:
@@ -140,8 +167,6 @@ class HessianSpectrum(pl.Callback):
         self.trace_stderr: float | None = None
         self.num_params: int | None = None
         self.param_names: list[str] | None = None
-        self._fit_index = 0
-        self._computed_at: tuple[int, int, int] | None = None
 
     @property
     def state_key(self) -> str:
@@ -161,18 +186,19 @@ class HessianSpectrum(pl.Callback):
         Other callbacks use it to work on exactly the same curvature (e.g. ``PruningLimit``'s
         zero-curvature rows). Must be called on every rank under DDP.
         """
-        loss_fn = resolve_loss_fn(self.loss_fn, pl_module)
+        loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
         fixed = collect_batches(
             trainer,
             pl_module,
-            num_samples=self.num_samples,
+            num_samples=token_num_samples(trainer, self.num_samples, "train"),
             seed=self.seed,
-            batch_to_xy=self.batch_to_xy,
+            batch_to_xy=resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer),
             augment=self.augment,
         )
-        op = HessianOperator(
-            pl_module, loss_fn, fixed.batches, params=self.params, backend=self.backend
-        )
+        with eager():
+            op = HessianOperator(
+                pl_module, loss_fn, fixed.batches, params=self.params, backend=self.backend
+            )
         if fixed.total_samples is not None and op.num_samples != fixed.total_samples:
             raise RuntimeError(
                 f"the Hessian covers {op.num_samples} samples but {fixed.total_samples} were "
@@ -189,25 +215,40 @@ class HessianSpectrum(pl.Callback):
         Returns:
             The spectrum (also kept as ``self.spectrum``).
         """
-        with torch.inference_mode(False), torch.enable_grad():
+        num_iters, num_probes, top_k = self.num_iters, self.num_probes, self.top_k
+        trace_probes, top_iters = self.trace_probes, self.top_iters
+        if trainer.fast_dev_run:  # check the wiring at a token size
+            num_iters, num_probes = min(num_iters, FAST_DEV_RUN_ITERS), 1
+            top_k = min(top_k, 1)
+            top_iters = FAST_DEV_RUN_ITERS
+            trace_probes = min(trace_probes, 2)
+        with torch.inference_mode(False), torch.enable_grad(), eager():
             op = self.build_operator(trainer, pl_module)
-            with progress_bar(trainer, self.num_iters * self.num_probes, "Hessian spectrum") as bar:
+            num_iters = min(num_iters, op.dim)
+            total = num_iters * num_probes
+            with stage(trainer, total, "Hessian spectrum (Lanczos)") as progress:
                 spectrum = stochastic_lanczos_quadrature(
-                    op,
-                    num_iters=self.num_iters,
-                    num_probes=self.num_probes,
-                    seed=self.seed,
-                    progress=bar,
-                )
+                    op, num_iters=num_iters, num_probes=num_probes, seed=self.seed,
+                    progress=progress,
+                )  # fmt: skip
             top = torch.empty(0, dtype=torch.float64)
-            if self.top_k:
-                top = top_eigenvalues(
-                    op, k=min(self.top_k, op.dim), num_iters=self.top_iters, seed=self.seed
-                )
+            if top_k:
+                k = min(top_k, op.dim)
+                budget = top_iters or default_top_eigenvalue_iters(k, op.dim)
+                budget = min(max(budget, k), op.dim)
+                with stage(trainer, budget, "Hessian top eigenvalues") as progress:
+                    top = top_eigenvalues(
+                        ProgressOperator(op, progress, budget), k=k, num_iters=budget,
+                        seed=self.seed,
+                    )  # fmt: skip
                 top = top.detach().to(device="cpu", dtype=torch.float64)
             trace = stderr = None
-            if self.trace_probes:
-                estimate, error = hutchinson_trace(op, num_probes=self.trace_probes, seed=self.seed)
+            if trace_probes:
+                with stage(trainer, trace_probes, "Hessian trace") as progress:
+                    estimate, error = hutchinson_trace(
+                        ProgressOperator(op, progress, trace_probes), num_probes=trace_probes,
+                        seed=self.seed,
+                    )  # fmt: skip
                 trace, stderr = float(estimate), float(error)
             num_params, param_names = op.dim, list(op.param_names)
         del op  # releases the sample
@@ -216,19 +257,33 @@ class HessianSpectrum(pl.Callback):
         self.trace, self.trace_stderr = trace, stderr
         self.num_params = num_params
         self.param_names = param_names
-        self._computed_at = training_point(trainer, self._fit_index)
+        self._mark_computed(trainer)
         self._report(trainer)
         return spectrum
 
     def ensure_computed(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Spectrum:
         """The spectrum at the current point of training: computed now unless already done.
 
-        Lightning calls hooks in the order of the callbacks list; consumers (``PruningLimit``,
-        ``GlobalOneShotPruning``) call this so that the order does not matter.
+        Consumers (``PruningLimit``, ``GlobalOneShotPruning``) call this so that the order of
+        the callbacks does not matter.
         """
-        if self.spectrum is None or self._computed_at != training_point(trainer, self._fit_index):
-            return self.compute(trainer, pl_module)
+        self._ensure(trainer, pl_module)
+        assert self.spectrum is not None
         return self.spectrum
+
+    def _has_result(self) -> bool:
+        return self.spectrum is not None
+
+    def _compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.compute(trainer, pl_module)
+
+    def _check_fit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
+        batch_to_xy = resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer)
+        check_curvature_parameters("HessianSpectrum", pl_module, self.params)
+        check_forward(
+            "HessianSpectrum", trainer, pl_module, loss_fn, batch_to_xy, augment=self.augment
+        )
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -282,14 +337,6 @@ class HessianSpectrum(pl.Callback):
 
     # -- hooks and state --------------------------------------------------------------------
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Start a new fit: results of earlier fits are not reused."""
-        self._fit_index += 1
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Compute the spectrum of the trained model (unless a consumer already did)."""
-        self.ensure_computed(trainer, pl_module)
-
     def state_dict(self) -> dict[str, Any]:
         """The results as plain data (floats and lists)."""
         return {
@@ -301,6 +348,7 @@ class HessianSpectrum(pl.Callback):
             "trace_stderr": self.trace_stderr,
             "num_params": self.num_params,
             "param_names": self.param_names,
+            **self._point_state(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -316,4 +364,4 @@ class HessianSpectrum(pl.Callback):
         self.num_params = None if num_params is None else int(num_params)
         names = state_dict.get("param_names")
         self.param_names = None if names is None else [str(name) for name in names]
-        self._computed_at = None
+        self._load_point_state(state_dict)

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lightning_prunelimit.callbacks._shared import is_pruned, log_scalars
+from lightning_prunelimit.callbacks._output import log_scalars
 from lightning_prunelimit.curvature import NORMALIZATION_LAYERS
-from lightning_prunelimit.pruning import check_parameter_names
+from lightning_prunelimit.pruning import check_parameter_names, mask_name, plain_parameter_name
 
 __all__ = ["L1Regularization"]
 
@@ -104,10 +104,8 @@ class L1Regularization(pl.Callback):
             for local, param in child._parameters.items():
                 if param is None or not param.requires_grad or id(param) in seen:
                     continue
-                plain, mask = local, None
-                if local.endswith("_orig") and is_pruned(child, local[: -len("_orig")]):
-                    plain = local[: -len("_orig")]
-                    mask = child._buffers[plain + "_mask"]
+                plain = plain_parameter_name(child, local)
+                mask = child._buffers[mask_name(plain)] if plain != local else None
                 if plain in self.parameter_names:
                     seen.add(id(param))
                     yield (f"{module_name}.{plain}" if module_name else plain), param, mask

@@ -10,15 +10,22 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lightning_prunelimit.callbacks._shared import (
-    collect_batches,
-    find_callback,
-    is_pruned,
+from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
+from lightning_prunelimit.callbacks._fit_checks import check_curvature_parameters, eager
+from lightning_prunelimit.callbacks._fit_end import FitEndCallback
+from lightning_prunelimit.callbacks._lookup import (
+    BatchToXY,
+    LossFn,
+    require_callback,
+    resolve_batch_to_xy,
+    resolve_loss_fn,
+)
+from lightning_prunelimit.callbacks._output import (
+    ProgressOperator,
     log_scalars,
     log_wandb,
-    resolve_loss_fn,
     save_figure,
-    training_point,
+    stage,
 )
 from lightning_prunelimit.callbacks.hessian_spectrum import HessianSpectrum
 from lightning_prunelimit.curvature import HessianOperator
@@ -33,26 +40,38 @@ from lightning_prunelimit.limit import (
     zero_curvature_fraction,
 )
 from lightning_prunelimit.plotting import plot_pruning_limit
-from lightning_prunelimit.pruning import effective_parameter, parameter_key, prunable_parameters
+from lightning_prunelimit.pruning import (
+    effective_parameter,
+    parameter_key,
+    plain_parameter_name,
+    prunable_parameters,
+)
 
 __all__ = ["PruningLimit"]
 
 
-class PruningLimit(pl.Callback):
+class PruningLimit(FitEndCallback):
     """Predict the pruning limit of the trained network from its Hessian spectrum.
 
-    At ``on_train_end`` (or when :meth:`predict` is called, e.g. by ``GlobalOneShotPruning`` at
-    an epoch) it takes the spectrum of the ``HessianSpectrum`` callback of the same Trainer
-    (asking it to compute first if it has not yet at this point of training, so the order of
-    the callbacks does not matter), the prunable weights (Linear and Conv weights, see
-    ``lightning_prunelimit.pruning.prunable_parameters``) for the distance R, and the loss
-    tolerance epsilon, and solves for the smallest kept fraction rho with
+    At the end of the last training batch of the fit (so the prediction is in the checkpoints
+    written at the end, ``last.ckpt`` included, and its scalars in ``trainer.callback_metrics``
+    for monitors and sweepers), or when :meth:`predict` is called (e.g. by
+    ``GlobalOneShotPruning`` at an epoch), it takes the spectrum of the ``HessianSpectrum``
+    callback of the same Trainer (asking it to compute first if it has not yet at this point of
+    training, so the order of the callbacks does not matter), the prunable weights (Linear and
+    Conv weights, see ``lightning_prunelimit.pruning.prunable_parameters``) for the distance R,
+    and the loss tolerance epsilon, and solves for the smallest kept fraction rho with
     ``rho >= 1 - G(R(rho))`` (``lightning_prunelimit.limit.predict_pruning_limit``).
 
+    **Before training** (``setup`` / ``on_fit_start``): the ``HessianSpectrum`` is there, the
+    model has prunable weights, and every one of them is among the Hessian's parameters (a
+    frozen layer is not, by default); each failure says how to fix it.
+
     **Epsilon.** A number, or ``"batch_loss_std"``: the spread of the batch-mean training loss
-    over the ``HessianSpectrum``'s fixed sample (same loss, ``num_samples``, seed and
-    ``batch_to_xy``; no augmentation). Under DDP every rank evaluates the whole sample (one
-    forward pass), so all ranks get the one-process value.
+    over the ``HessianSpectrum``'s fixed sample (same ``num_samples``, seed and
+    ``batch_to_xy``; no augmentation). The loss is the one given here or to any callback of the
+    Trainer, else the module's ``loss_fn`` / ``criterion``. Under DDP every rank evaluates the
+    whole sample (one forward pass), so all ranks get the one-process value.
 
     **Zero curvature.** With ``zero_curvature=True`` the fraction of flat directions is
     estimated from ``num_quantiles`` Hessian rows of the prunable weights at evenly spaced
@@ -78,6 +97,8 @@ class PruningLimit(pl.Callback):
         zero_tolerance: rows with an l1 norm below it count as zero curvature.
         parameters_to_prune: explicit ``(module, name)`` pairs of prunable weights.
         parameter_names: parameter names taken from each Linear/Conv module.
+        loss_fn: the loss (shared with the other callbacks of the Trainer).
+        batch_to_xy: maps a batch to ``(inputs, targets)`` (shared likewise).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -98,7 +119,10 @@ class PruningLimit(pl.Callback):
         zero_tolerance: float = DEFAULT_ZERO_ROW_TOLERANCE,
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
         parameter_names: Sequence[str] = ("weight",),
+        loss_fn: LossFn | None = None,
+        batch_to_xy: BatchToXY | None = None,
     ) -> None:
+        super().__init__()
         self.epsilon = check_epsilon(epsilon)
         if negative not in NEGATIVE_MODES:
             raise ValueError(f"negative must be one of {NEGATIVE_MODES}, got {negative!r}")
@@ -116,11 +140,15 @@ class PruningLimit(pl.Callback):
         self.zero_tolerance = float(zero_tolerance)
         self.parameters_to_prune = tuple(parameters_to_prune)
         self.parameter_names = tuple(parameter_names)
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        if batch_to_xy is not None and not callable(batch_to_xy):
+            raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
+        self.loss_fn = loss_fn
+        self.batch_to_xy = batch_to_xy
 
         self.prediction: LimitPrediction | None = None
         self.zero_curvature_estimate: ZeroCurvature | None = None
-        self._fit_index = 0
-        self._predicted_at: tuple[int, int, int] | None = None
 
     @property
     def state_key(self) -> str:
@@ -131,14 +159,10 @@ class PruningLimit(pl.Callback):
 
     # -- computation ------------------------------------------------------------------------
 
+    _result_names = ("prediction",)
+
     def _spectrum_callback(self, trainer: pl.Trainer) -> HessianSpectrum:
-        spectrum = find_callback(trainer, HessianSpectrum)
-        if spectrum is None:
-            raise ValueError(
-                "PruningLimit needs a HessianSpectrum callback in the same Trainer: add "
-                "HessianSpectrum() to Trainer(callbacks=[...])"
-            )
-        return spectrum
+        return require_callback(trainer, HessianSpectrum, "PruningLimit")
 
     def _epsilon(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, spectrum: HessianSpectrum
@@ -148,14 +172,15 @@ class PruningLimit(pl.Callback):
         fixed = collect_batches(
             trainer,
             pl_module,
-            num_samples=spectrum.num_samples,
+            num_samples=token_num_samples(trainer, spectrum.num_samples, "train"),
             seed=spectrum.seed,
-            batch_to_xy=spectrum.batch_to_xy,
+            batch_to_xy=resolve_batch_to_xy(spectrum.batch_to_xy, pl_module, trainer),
             augment=spectrum.augment,
             shard=False,
         )
-        loss_fn = resolve_loss_fn(spectrum.loss_fn, pl_module)
-        return resolve_epsilon(self.epsilon, pl_module, loss_fn, fixed.batches)
+        loss_fn = resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
+        with eager():
+            return resolve_epsilon(self.epsilon, pl_module, loss_fn, fixed.batches)
 
     def _zero_curvature(
         self,
@@ -164,16 +189,18 @@ class PruningLimit(pl.Callback):
         spectrum: HessianSpectrum,
         entries: list[tuple[str, nn.Module, str]],
     ) -> ZeroCurvature:
-        with torch.inference_mode(False), torch.enable_grad():
+        num_quantiles = min(self.num_quantiles, 2) if trainer.fast_dev_run else self.num_quantiles
+        with torch.inference_mode(False), torch.enable_grad(), eager():
             op = spectrum.build_operator(trainer, pl_module)
             candidates, values = _prunable_coordinates(op, pl_module, entries)
-            return zero_curvature_fraction(
-                op,
-                candidates,
-                values=values,
-                num_quantiles=self.num_quantiles,
-                tolerance=self.zero_tolerance,
-            )
+            with stage(trainer, num_quantiles, "Zero-curvature rows") as progress:
+                return zero_curvature_fraction(
+                    ProgressOperator(op, progress, num_quantiles),
+                    candidates,
+                    values=values,
+                    num_quantiles=num_quantiles,
+                    tolerance=self.zero_tolerance,
+                )
 
     def predict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LimitPrediction:
         """Predict the limit now; store, log and plot it.
@@ -200,7 +227,7 @@ class PruningLimit(pl.Callback):
         self.prediction = predict_pruning_limit(
             spectrum, weights, epsilon, zero_fraction=zero_fraction, negative=self.negative
         )
-        self._predicted_at = training_point(trainer, self._fit_index)
+        self._mark_computed(trainer)
         self._report(trainer)
         return self.prediction
 
@@ -208,11 +235,25 @@ class PruningLimit(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> LimitPrediction:
         """The prediction at the current point of training: computed now unless already done."""
-        if self.prediction is None or self._predicted_at != training_point(
-            trainer, self._fit_index
-        ):
-            return self.predict(trainer, pl_module)
+        self._ensure(trainer, pl_module)
+        assert self.prediction is not None
         return self.prediction
+
+    def _has_result(self) -> bool:
+        return self.prediction is not None
+
+    def _compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.predict(trainer, pl_module)
+
+    def _check_partners(self, trainer: pl.Trainer) -> None:
+        self._spectrum_callback(trainer)
+
+    def _check_fit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        spectrum = self._spectrum_callback(trainer)
+        entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
+        names = check_curvature_parameters("HessianSpectrum", pl_module, spectrum.params)
+        _check_covered(names, pl_module, entries)
+        resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -258,15 +299,7 @@ class PruningLimit(pl.Callback):
             },
         )
 
-    # -- hooks and state --------------------------------------------------------------------
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Start a new fit: predictions of earlier fits are not reused."""
-        self._fit_index += 1
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Predict the limit of the trained model (unless a consumer already did)."""
-        self.ensure_predicted(trainer, pl_module)
+    # -- state ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """The results as plain data (floats and lists)."""
@@ -275,6 +308,7 @@ class PruningLimit(pl.Callback):
             "zero_curvature": None
             if self.zero_curvature_estimate is None
             else self.zero_curvature_estimate.to_dict(),
+            **self._point_state(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -283,7 +317,7 @@ class PruningLimit(pl.Callback):
         self.prediction = None if prediction is None else LimitPrediction.from_dict(prediction)
         zero = state_dict.get("zero_curvature")
         self.zero_curvature_estimate = None if zero is None else ZeroCurvature.from_dict(zero)
-        self._predicted_at = None
+        self._load_point_state(state_dict)
 
 
 def _operator_key(modules: Mapping[str, nn.Module], name: str) -> tuple[str, str, str]:
@@ -293,9 +327,7 @@ def _operator_key(modules: Mapping[str, nn.Module], name: str) -> tuple[str, str
     ``<name>_orig``; the key is that of the effective weight ``<name>``.
     """
     module_name, _, local = name.rpartition(".")
-    plain = local[: -len("_orig")] if local.endswith("_orig") else local
-    if not is_pruned(modules[module_name], plain):
-        plain = local
+    plain = plain_parameter_name(modules[module_name], local)
     return parameter_key(module_name, plain), module_name, plain
 
 
@@ -310,10 +342,11 @@ def _check_covered(
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise ValueError(
             f"the Hessian spectrum does not cover {len(missing)} prunable weight tensor(s) "
-            f"({shown}), e.g. frozen layers, which HessianSpectrum leaves out by default: the "
-            "prediction would mix the curvature of some weights with the magnitudes of others. "
-            "Include them with HessianSpectrum(params=[...names...]) or restrict the pruned "
-            "weights with PruningLimit(parameters_to_prune=...)"
+            f"({shown}), e.g. frozen layers (requires_grad=False), which HessianSpectrum leaves "
+            "out by default: the prediction would mix the curvature of some weights with the "
+            "magnitudes of others. Include them with HessianSpectrum(params=[...names...]) or "
+            "restrict the pruned weights with PruningLimit(parameters_to_prune=[(module, "
+            "'weight'), ...])"
         )
 
 

@@ -2,126 +2,67 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 import numbers
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from torch import Tensor, nn
 
-from lightning_prunelimit.callbacks._shared import (
+from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
+from lightning_prunelimit.callbacks._fit_checks import check_forward, eager
+from lightning_prunelimit.callbacks._fit_end import FitEndCallback
+from lightning_prunelimit.callbacks._lookup import (
     BatchToXY,
-    FixedBatches,
     LossFn,
-    collect_batches,
-    eval_mode,
     find_callback,
-    is_pruned,
-    log_scalars,
-    log_wandb,
-    progress_bar,
+    resolve_batch_to_xy,
     resolve_loss_fn,
-    save_figure,
 )
+from lightning_prunelimit.callbacks._output import log_scalars, log_wandb, save_figure, stage
 from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
-from lightning_prunelimit.callbacks.sparsity_sweep_result import SparsitySweepResult
 from lightning_prunelimit.plotting import plot_sparsity_sweep
-from lightning_prunelimit.pruning import effective_parameter, num_to_prune, prunable_parameters
+from lightning_prunelimit.pruning import (
+    DEFAULT_SPARSITIES,
+    METRICS,
+    SparsitySweepResult,
+    actual_pruning_limit,
+    check_sparsities,
+    evaluate_model,
+    prunable_parameters,
+)
 
 __all__ = ["DEFAULT_SPARSITIES", "SparsitySweep"]
 
-#: The coarse grid of sparsities evaluated before refining.
-DEFAULT_SPARSITIES: tuple[float, ...] = (
-    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99,
-)  # fmt: skip
+#: The grid of a ``fast_dev_run``: two points, no refinement.
+FAST_DEV_RUN_SPARSITIES: tuple[float, ...] = (0.0, 0.5)
 
 
-def _check_sparsities(sparsities: Sequence[float] | None) -> tuple[float, ...]:
-    if sparsities is None:
-        return DEFAULT_SPARSITIES
-    values = []
-    for s in sparsities:
-        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not 0.0 <= float(s) < 1.0:
-            raise ValueError(
-                f"sparsities must be numbers in [0, 1), got {s!r}: pass fractions of weights "
-                "to remove, e.g. (0.5, 0.9)"
-            )
-        values.append(float(s))
-    if not values:
-        raise ValueError("sparsities is empty: pass at least one sparsity, or None")
-    return tuple(sorted(set(values) | {0.0}))
-
-
-class _MaskedWeights:
-    """Temporarily replaces the prunable weights by globally magnitude-pruned copies.
-
-    One stable sort of all ``|w|`` (the effective values, so weights already pruned by torch
-    prune rank first) serves every sparsity: the ``round(s * N)`` first positions of the order
-    are zeroed, which are exactly the masks of ``global_magnitude_masks`` (ties go by position).
-    The original values are restored exactly by :meth:`restore`.
-    """
-
-    def __init__(self, entries: list[tuple[str, nn.Module, str]]) -> None:
-        self._targets: list[tuple[nn.Module, str, Tensor, Tensor, Any]] = []
-        magnitudes = []
-        for _, module, name in entries:
-            param, attribute = module._parameters.get(name), None
-            if is_pruned(module, name):  # the forward uses weight = weight_orig * weight_mask
-                param = module._parameters[name + "_orig"]
-                attribute = getattr(module, name)  # recomputed at each forward; put back after
-            self._targets.append((module, name, param, param.detach().clone(), attribute))
-            magnitudes.append(effective_parameter(module, name).reshape(-1).abs().to(torch.float64))
-        flat = torch.cat(magnitudes)
-        self.num_weights = flat.numel()
-        self._order = torch.sort(flat, stable=True).indices
-
-    @torch.no_grad()
-    def prune(self, sparsity: float) -> None:
-        """Zero the ``round(sparsity * N)`` smallest weights (from the original values)."""
-        keep = torch.ones(self.num_weights, dtype=torch.bool, device=self._order.device)
-        keep[self._order[: num_to_prune(sparsity, self.num_weights)]] = False
-        offset = 0
-        for _, _, param, original, _ in self._targets:
-            size = original.numel()
-            part = keep[offset : offset + size].view_as(original).to(original.device)
-            param.copy_(original * part)
-            offset += size
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        """Put every weight (and torch prune's cached attribute) back exactly as found."""
-        for module, name, param, original, attribute in self._targets:
-            param.copy_(original)
-            if attribute is not None:
-                setattr(module, name, attribute)
-
-
-@contextlib.contextmanager
-def _masked_weights(entries: list[tuple[str, nn.Module, str]]) -> Iterator[_MaskedWeights]:
-    weights = _MaskedWeights(entries)
-    try:
-        yield weights
-    finally:
-        weights.restore()
-
-
-class SparsitySweep(pl.Callback):
+class SparsitySweep(FitEndCallback):
     """Measure the actual pruning limit: accuracy against sparsity without fine-tuning.
 
-    At ``on_train_end`` the trained model is evaluated with its prunable weights (Linear/Conv
-    weights by default) globally magnitude-pruned to each sparsity of a coarse grid; the search
-    is then refined by bisection between the largest passing grid point and the next one
-    (``refine_steps`` more evaluations; about 20 in all by default). The model itself is never
-    changed: weights are swapped in place for the evaluation and restored exactly afterwards.
-    One global sort of ``|w|`` serves every sparsity.
+    At the end of the last training batch of the fit (so the result is in the checkpoints
+    written at the end, ``last.ckpt`` included, and its scalars in ``trainer.callback_metrics``)
+    the trained model is evaluated with its prunable weights (Linear/Conv weights by default)
+    globally magnitude-pruned to each sparsity of a coarse grid; the search is then refined by
+    bisection between the largest passing grid point and the next one (``refine_steps`` more
+    evaluations; about 20 in all by default). The search is
+    :func:`lightning_prunelimit.pruning.actual_pruning_limit`; this callback feeds it the
+    Trainer's data. The model itself is never changed: weights are swapped in place for the
+    evaluation and restored exactly afterwards. Under ``fast_dev_run`` two points are
+    evaluated on two batches. Before training, one batch of the evaluation data goes through
+    ``batch_to_xy``, ``forward`` and the loss.
 
     A sparsity *passes* when its top-1 accuracy is at least the dense accuracy minus
     ``tolerance`` (``metric="accuracy"``), or its mean loss at most the dense loss plus
     ``tolerance`` (``metric="loss"``). The **actual limit** is the largest evaluated sparsity
     that passes.
+
+    **Loss and layout.** ``loss_fn`` and ``batch_to_xy`` given here or to any callback of the
+    Trainer, else the module's ``loss_fn`` / ``criterion`` (and ``batch_to_xy``). Inputs are
+    cast to the model's floating dtype (``precision="64-true"`` with float32 data works).
 
     **Data.** The validation data (``trainer.val_dataloaders``, or the validation loader the
     module / datamodule defines), or the training data without augmentation when there is none;
@@ -173,9 +114,10 @@ class SparsitySweep(pl.Callback):
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
         parameter_names: Sequence[str] = ("weight",),
     ) -> None:
-        self.sparsities = _check_sparsities(sparsities)
-        if metric not in ("accuracy", "loss"):
-            raise ValueError(f"metric must be 'accuracy' or 'loss', got {metric!r}")
+        super().__init__()
+        self.sparsities = check_sparsities(sparsities)
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
             raise TypeError(f"tolerance must be a number >= 0, got {tolerance!r}")
         if not (math.isfinite(float(tolerance)) and float(tolerance) >= 0):
@@ -188,6 +130,10 @@ class SparsitySweep(pl.Callback):
             raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
         if isinstance(parameter_names, str):
             raise TypeError(f"parameter_names must be a sequence, pass ({parameter_names!r},)")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        if batch_to_xy is not None and not callable(batch_to_xy):
+            raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
         self.metric = metric
         self.tolerance = float(tolerance)
         self.refine_steps = refine_steps
@@ -206,109 +152,66 @@ class SparsitySweep(pl.Callback):
 
     # -- computation ------------------------------------------------------------------------
 
-    def _evaluate(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        loss_fn: LossFn,
-        fixed: FixedBatches,
-    ) -> tuple[float, float]:
-        """Top-1 accuracy (NaN if the outputs are not class scores) and mean loss."""
-        device = next(pl_module.parameters()).device
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # correct, loss, count, bad
-        with torch.no_grad(), eval_mode(pl_module):
-            for inputs, targets in fixed.batches:
-                outputs = pl_module(inputs)
-                size = targets.shape[0]
-                sums[1] += float(loss_fn(outputs, targets)) * size
-                sums[2] += size
-                if (
-                    isinstance(outputs, Tensor)
-                    and outputs.ndim == 2
-                    and targets.ndim == 1
-                    and not targets.is_floating_point()
-                ):
-                    sums[0] += float((outputs.argmax(dim=1) == targets).sum())
-                else:
-                    sums[3] += 1
-        sums = trainer.strategy.reduce(sums, reduce_op="sum")
-        correct, loss, count, bad = sums.tolist()
-        accuracy = math.nan if bad else correct / count
-        return accuracy, loss / count
+    _result_names = ("result",)
 
     def sweep(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> SparsitySweepResult:
         """Run the sweep now; store, log and plot the result.
 
         Must be called on every rank under DDP (the sums are all-reduced).
         """
-        entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
-        loss_fn = resolve_loss_fn(self.loss_fn, pl_module)
+        loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
         fixed = collect_batches(
             trainer,
             pl_module,
             split="val",
-            num_samples=self.num_samples,
+            num_samples=token_num_samples(trainer, self.num_samples, "val"),
             seed=self.seed,
-            batch_to_xy=self.batch_to_xy,
+            batch_to_xy=resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer),
         )
-        points: dict[float, tuple[float, float]] = {}
-        total = len(self.sparsities) + self.refine_steps
-        with (
-            _masked_weights(entries) as weights,
-            progress_bar(trainer, total, "Sparsity sweep") as progress,
-        ):
+        sparsities, refine_steps = self.sparsities, self.refine_steps
+        if trainer.fast_dev_run:  # check the wiring at a token size
+            sparsities, refine_steps = FAST_DEV_RUN_SPARSITIES, 0
 
-            def evaluate(sparsity: float) -> None:
-                weights.prune(sparsity)
-                points[sparsity] = self._evaluate(trainer, pl_module, loss_fn, fixed)
-                progress(len(points), total)
+        def reduce(sums: Tensor) -> Tensor:
+            return trainer.strategy.reduce(sums, reduce_op="sum")
 
-            for sparsity in self.sparsities:
-                evaluate(sparsity)
-            dense_accuracy, dense_loss = points[0.0]
-            if self.metric == "accuracy" and math.isnan(dense_accuracy):
-                raise ValueError(
-                    "metric='accuracy' needs class scores (batch, classes) and integer "
-                    "targets (batch,): use metric='loss' for other outputs"
+        def evaluate(sparsity: float, masks: Mapping[str, Tensor]) -> tuple[float, float]:
+            return evaluate_model(pl_module, loss_fn, fixed.batches, reduce=reduce)
+
+        total = len(sparsities) + refine_steps
+        with eager(), stage(trainer, total, "Sparsity sweep") as progress:
+            try:
+                result = actual_pruning_limit(
+                    pl_module,
+                    evaluate,
+                    sparsities=sparsities,
+                    metric=self.metric,
+                    tolerance=self.tolerance,
+                    refine_steps=refine_steps,
+                    parameter_names=self.parameter_names,
+                    parameters_to_prune=self.parameters_to_prune,
+                    progress=progress,
                 )
-            if not math.isfinite(dense_loss):
-                raise ValueError(
-                    f"the dense model's loss on the {fixed.split} data is {dense_loss}: the "
-                    "trained model or its data has non-finite values, so no sparsity can be "
-                    "compared with it (check the learning rate and the inputs)"
-                )
-
-            def passes(sparsity: float) -> bool:
-                accuracy, loss = points[sparsity]
-                if self.metric == "loss":
-                    return loss <= dense_loss + self.tolerance
-                return accuracy >= dense_accuracy - self.tolerance
-
-            low = max(s for s in self.sparsities if passes(s))
-            above = [s for s in self.sparsities if s > low]
-            if above:
-                high = min(above)
-                for _ in range(self.refine_steps):
-                    middle = (low + high) / 2
-                    counts = {num_to_prune(s, weights.num_weights) for s in (low, middle, high)}
-                    if len(counts) < 3:  # no model between low and high is left to try
-                        break
-                    evaluate(middle)
-                    low, high = (middle, high) if passes(middle) else (low, middle)
-        ordered = sorted(points)
-        self.result = SparsitySweepResult(
-            sparsities=tuple(ordered),
-            accuracies=tuple(points[s][0] for s in ordered),
-            losses=tuple(points[s][1] for s in ordered),
-            actual_limit=low,
-            dense_accuracy=dense_accuracy,
-            tolerance=self.tolerance,
-            metric=self.metric,
-            num_samples=fixed.total_samples or fixed.num_samples,
-            split=fixed.split,
+            except ValueError as error:
+                raise ValueError(f"SparsitySweep on the {fixed.split} data: {error}") from None
+        self.result = dataclasses.replace(
+            result, num_samples=fixed.total_samples or fixed.num_samples, split=fixed.split
         )
+        self._mark_computed(trainer)
         self._report(trainer, pl_module)
         return self.result
+
+    def _has_result(self) -> bool:
+        return self.result is not None
+
+    def _compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sweep(trainer, pl_module)
+
+    def _check_fit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
+        loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
+        batch_to_xy = resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer)
+        check_forward("SparsitySweep", trainer, pl_module, loss_fn, batch_to_xy, split="val")
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -354,17 +257,17 @@ class SparsitySweep(pl.Callback):
 
         log_wandb(trainer, media)
 
-    # -- hooks and state --------------------------------------------------------------------
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Sweep the trained model."""
-        self.sweep(trainer, pl_module)
+    # -- state ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """The result as plain data (floats and lists)."""
-        return {"result": None if self.result is None else self.result.to_dict()}
+        return {
+            "result": None if self.result is None else self.result.to_dict(),
+            **self._point_state(),
+        }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the result saved by :meth:`state_dict`."""
         result = state_dict.get("result")
         self.result = None if result is None else SparsitySweepResult.from_dict(result)
+        self._load_point_state(state_dict)

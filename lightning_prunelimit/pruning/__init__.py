@@ -1,7 +1,9 @@
-"""Global magnitude pruning: which weights to prune, keep-masks, applying them, measuring sparsity.
+"""Global magnitude pruning: which weights, keep-masks, applying them, sparsity, the actual limit.
 
 Pure PyTorch (no Lightning). Masks are boolean keep-masks keyed ``"<module>.<param>"`` and are
-installed through ``torch.nn.utils.prune``.
+installed through ``torch.nn.utils.prune`` (whose ``<name>_orig`` / ``<name>_mask`` naming lives in
+``reparametrization``). :func:`actual_pruning_limit` measures how sparse a model can be one-shot
+pruned before it fails a tolerance.
 
 Example:
     >>> import torch
@@ -16,13 +18,21 @@ Example:
 
 from __future__ import annotations
 
+from lightning_prunelimit.pruning.actual_limit import (
+    DEFAULT_SPARSITIES,
+    METRICS,
+    SparsitySweepResult,
+    actual_pruning_limit,
+    check_sparsities,
+)
 from lightning_prunelimit.pruning.apply import (
     apply_masks,
-    is_pruned,
     make_pruning_permanent,
     masks_from_model,
     remove_masks,
 )
+from lightning_prunelimit.pruning.evaluation import evaluate_model
+from lightning_prunelimit.pruning.masked_weights import MaskedWeights
 from lightning_prunelimit.pruning.masks import check_amount, global_magnitude_masks, num_to_prune
 from lightning_prunelimit.pruning.parameters import (
     PRUNABLE_MODULE_TYPES,
@@ -31,22 +41,46 @@ from lightning_prunelimit.pruning.parameters import (
     parameter_key,
     prunable_parameters,
 )
+from lightning_prunelimit.pruning.reparametrization import (
+    MASK_SUFFIX,
+    ORIG_SUFFIX,
+    fold_pruned_entries,
+    is_pruned,
+    mask_name,
+    orig_name,
+    plain_parameter_name,
+    pruned_names,
+)
 from lightning_prunelimit.pruning.sparsity import SparsityReport, sparsity_report
 
 __all__ = [
+    "DEFAULT_SPARSITIES",
+    "MASK_SUFFIX",
+    "METRICS",
+    "ORIG_SUFFIX",
     "PRUNABLE_MODULE_TYPES",
+    "MaskedWeights",
     "SparsityReport",
+    "SparsitySweepResult",
+    "actual_pruning_limit",
     "apply_masks",
     "check_amount",
     "check_parameter_names",
+    "check_sparsities",
     "effective_parameter",
-    "is_pruned",
+    "evaluate_model",
+    "fold_pruned_entries",
     "global_magnitude_masks",
+    "is_pruned",
     "make_pruning_permanent",
+    "mask_name",
     "masks_from_model",
     "num_to_prune",
+    "orig_name",
     "parameter_key",
+    "plain_parameter_name",
     "prunable_parameters",
+    "pruned_names",
     "remove_masks",
     "sparsity_report",
 ]

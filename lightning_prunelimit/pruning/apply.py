@@ -14,34 +14,20 @@ from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from lightning_prunelimit.pruning.parameters import parameter_key
+from lightning_prunelimit.pruning.reparametrization import (
+    is_pruned,
+    mask_name,
+    orig_name,
+    plain_parameter_name,
+    pruned_names,
+)
 
-__all__ = ["apply_masks", "make_pruning_permanent", "masks_from_model", "remove_masks"]
-
-
-def is_pruned(module: nn.Module, name: str) -> bool:
-    """Whether parameter ``name`` of ``module`` is reparametrised by ``torch.nn.utils.prune``.
-
-    Such a parameter lives as ``<name>_orig`` next to a ``<name>_mask`` buffer, and the forward
-    pass uses ``orig * mask``.
-
-    Example:
-        >>> import torch
-        >>> from torch.nn.utils import prune
-        >>> layer = torch.nn.Linear(2, 1)
-        >>> _ = prune.custom_from_mask(layer, "weight", torch.tensor([[True, False]]))
-        >>> is_pruned(layer, "weight"), is_pruned(layer, "bias")
-        (True, False)
-    """
-    return name in _pruned_names(module) and name + "_mask" in module._buffers
-
-
-def _pruned_names(module: nn.Module) -> list[str]:
-    """Names of the parameters of ``module`` reparametrised by ``torch.nn.utils.prune``."""
-    names = []
-    for hook in module._forward_pre_hooks.values():
-        if isinstance(hook, prune.BasePruningMethod):
-            names.append(hook._tensor_name)
-    return names
+__all__ = [
+    "apply_masks",
+    "make_pruning_permanent",
+    "masks_from_model",
+    "remove_masks",
+]
 
 
 def _available_keys(model: nn.Module) -> list[str]:
@@ -50,9 +36,7 @@ def _available_keys(model: nn.Module) -> list[str]:
         for name, param in module._parameters.items():
             if param is None:
                 continue
-            if name.endswith("_orig") and hasattr(module, name[: -len("_orig")] + "_mask"):
-                name = name[: -len("_orig")]
-            keys.append(parameter_key(qualified, name))
+            keys.append(parameter_key(qualified, plain_parameter_name(module, name)))
     return keys
 
 
@@ -66,8 +50,8 @@ def _resolve(model: nn.Module, key: str) -> tuple[nn.Module, str, Tensor]:
         module = None
     param = None
     if module is not None:
-        param = module._parameters.get(name + "_orig")
-        if param is None or name not in _pruned_names(module):
+        param = module._parameters.get(orig_name(name))
+        if param is None or not is_pruned(module, name):
             param = module._parameters.get(name)
     if module is None or param is None:
         valid = _available_keys(model)
@@ -125,7 +109,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
         module, name, param = _resolve(model, key)
         resolved.append((module, name, _as_keep_mask(key, mask, param)))
     for module, name, mask in resolved:
-        if name in _pruned_names(module):
+        if name in pruned_names(module):
             prune.remove(module, name)
         prune.custom_from_mask(module, name, mask)
 
@@ -149,8 +133,8 @@ def masks_from_model(model: nn.Module) -> dict[str, Tensor]:
     """
     masks: dict[str, Tensor] = {}
     for qualified, module in model.named_modules():
-        for name in _pruned_names(module):
-            masks[parameter_key(qualified, name)] = getattr(module, name + "_mask").detach() != 0
+        for name in pruned_names(module):
+            masks[parameter_key(qualified, name)] = getattr(module, mask_name(name)).detach() != 0
     return masks
 
 
@@ -174,12 +158,12 @@ def remove_masks(model: nn.Module) -> list[str]:
         >>> apply_masks(model, {"0.weight": torch.tensor([[True, False]])})
         >>> remove_masks(model)
         ['0.weight']
-        >>> hasattr(model[0], "weight_orig"), float(model[0].weight.detach()[0, 1])
-        (False, 0.0)
+        >>> hasattr(model[0], "weight_orig"), float(model[0].weight.detach()[0, 1]) == 0
+        (False, True)
     """
     removed = []
     for qualified, module in model.named_modules():
-        for name in _pruned_names(module):
+        for name in pruned_names(module):
             prune.remove(module, name)
             removed.append(parameter_key(qualified, name))
     return removed

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightning_prunelimit.pruning.reparametrization import is_pruned, mask_name, orig_name
+
 __all__ = ["PRUNABLE_MODULE_TYPES", "effective_parameter", "parameter_key", "prunable_parameters"]
 
 #: Module types whose parameters are pruned by default (subclasses included).
@@ -46,7 +48,7 @@ def _has_parameter(module: nn.Module, name: str) -> bool:
     """Whether ``module`` holds parameter ``name`` directly or as a torch prune ``name_orig``."""
     if module._parameters.get(name) is not None:
         return True
-    return module._parameters.get(name + "_orig") is not None and hasattr(module, name + "_mask")
+    return module._parameters.get(orig_name(name)) is not None and is_pruned(module, name)
 
 
 def effective_parameter(module: nn.Module, name: str) -> Tensor:
@@ -68,9 +70,9 @@ def effective_parameter(module: nn.Module, name: str) -> Tensor:
         >>> bool(effective_parameter(layer, "weight")[0, 1] == 0)
         True
     """
-    orig = module._parameters.get(name + "_orig")
-    if orig is not None and hasattr(module, name + "_mask"):
-        return (orig * getattr(module, name + "_mask")).detach()
+    orig = module._parameters.get(orig_name(name))
+    if orig is not None and is_pruned(module, name):
+        return (orig * getattr(module, mask_name(name))).detach()
     param = module._parameters.get(name)
     if param is None:
         raise ValueError(

@@ -13,6 +13,7 @@ from lightning_prunelimit.pruning.parameters import (
     parameter_key,
     prunable_parameters,
 )
+from lightning_prunelimit.pruning.reparametrization import is_pruned, mask_name
 
 __all__ = ["SparsityReport", "sparsity_report"]
 
@@ -118,8 +119,8 @@ def sparsity_report(
         for qualified, module, name in prunable_parameters(
             model, parameter_names, parameters_to_prune
         ):
-            mask = getattr(module, name + "_mask", None)
-            if isinstance(mask, Tensor) and module._parameters.get(name + "_orig") is not None:
+            if is_pruned(module, name):
+                mask = getattr(module, mask_name(name))
                 pruned = int((mask == 0).sum())
                 size = mask.numel()
             else:

@@ -1,10 +1,6 @@
-"""Trainer plumbing shared by the callbacks: loss, fixed batches, loggers, figures, progress.
+"""Where the callbacks' batches come from: a fixed sample of the Trainer's data.
 
-Everything a callback takes from the ``Trainer`` (the loss, a fixed sample of batches, the other
-callbacks) or gives back to it (scalars for every logger, PNG figures, W&B media, a progress
-bar) goes through the functions of this module, so that all callbacks behave the same way.
-
-Data. :func:`collect_batches` draws a fixed sample once and returns it as a list of
+:func:`collect_batches` draws a fixed sample once and returns it as a list of
 ``(inputs, targets)`` on the module's device:
 
 * the source is the training loader (``trainer.train_dataloader``, else the one the
@@ -30,128 +26,28 @@ Data. :func:`collect_batches` draws a fixed sample once and returns it as a list
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
-from lightning_prunelimit.pruning import is_pruned
+from lightning_prunelimit.callbacks._lookup import BatchToXY
 
 if TYPE_CHECKING:  # pragma: no cover
     import lightning.pytorch as pl
-    from matplotlib.figure import Figure
 
 __all__ = [
-    "BatchToXY",
     "FixedBatches",
-    "LossFn",
     "collect_batches",
-    "eval_mode",
-    "figure_directory",
-    "find_callback",
-    "is_pruned",
-    "log_scalars",
-    "log_wandb",
-    "logging_step",
-    "progress_bar",
-    "resolve_loss_fn",
+    "first_batch",
+    "loader_batch_size",
     "sample_batches",
-    "save_figure",
-    "training_point",
+    "token_num_samples",
 ]
-
-LossFn = Callable[[Any, Tensor], Tensor]
-BatchToXY = Callable[[Any], tuple[Any, Tensor]]
-_C = TypeVar("_C")
-
-_LOSS_HINT = (
-    "pass loss_fn=torch.nn.CrossEntropyLoss() to the callback or set self.loss_fn "
-    "(or self.criterion) in the LightningModule"
-)
-
-
-def resolve_loss_fn(loss_fn: LossFn | None, pl_module: nn.Module) -> LossFn:
-    """Return the loss ``loss_fn(outputs, targets) -> scalar mean loss`` a callback should use.
-
-    The explicit ``loss_fn`` wins; otherwise the module's ``loss_fn`` attribute, then its
-    ``criterion`` attribute.
-
-    Args:
-        loss_fn: the callback's ``loss_fn`` argument, or ``None``.
-        pl_module: the module being trained.
-
-    Raises:
-        ValueError: when no loss is found; the message says how to provide one.
-        TypeError: when the loss found is not callable.
-
-    Example:
-        >>> import torch
-        >>> module = torch.nn.Linear(2, 2)
-        >>> module.criterion = torch.nn.CrossEntropyLoss()
-        >>> resolve_loss_fn(None, module) is module.criterion
-        True
-    """
-    candidates = [("loss_fn argument", loss_fn)]
-    candidates += [
-        (f"{type(pl_module).__name__}.{a}", getattr(pl_module, a, None))
-        for a in ("loss_fn", "criterion")
-    ]
-    for where, candidate in candidates:
-        if candidate is None:
-            continue
-        if not callable(candidate):
-            raise TypeError(
-                f"the {where} is a {type(candidate).__name__}, not a callable loss: {_LOSS_HINT}"
-            )
-        return candidate
-    raise ValueError(f"no loss function found for {type(pl_module).__name__}: {_LOSS_HINT}")
-
-
-def find_callback(trainer: pl.Trainer, cls: type[_C]) -> _C | None:
-    """Return the one callback of type ``cls`` in the Trainer, ``None`` if there is none.
-
-    Raises:
-        ValueError: when the Trainer holds several, which would make the choice ambiguous.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> from lightning.pytorch.callbacks import ModelCheckpoint
-        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
-        >>> isinstance(find_callback(trainer, ModelCheckpoint), ModelCheckpoint)
-        True
-    """
-    found = [c for c in trainer.callbacks if isinstance(c, cls)]
-    if len(found) > 1:
-        raise ValueError(
-            f"the Trainer holds {len(found)} {cls.__name__} callbacks: keep exactly one"
-        )
-    return found[0] if found else None
-
-
-def training_point(trainer: pl.Trainer, fit_index: int) -> tuple[int, int, int]:
-    """Identify the current point of training: results computed at one point are reused there.
-
-    ``fit_index`` counts the ``fit`` calls a callback has seen, so that a later ``fit`` never
-    reuses a result of an earlier one.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> training_point(pl.Trainer(logger=False, enable_progress_bar=False), 1)
-        (1, 0, 0)
-    """
-    return (fit_index, trainer.global_step, trainer.current_epoch)
-
-
-# ----------------------------------------------------------------------------------------------
-# data
-# ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -254,7 +150,14 @@ def _is_map_style(loader: DataLoader) -> bool:
 
 def _to_xy(batch: Any, batch_to_xy: BatchToXY | None) -> tuple[Any, Tensor]:
     if batch_to_xy is not None:
-        pair = batch_to_xy(batch)
+        try:
+            pair = batch_to_xy(batch)
+        except Exception as error:
+            raise TypeError(
+                f"batch_to_xy failed on a batch of type {type(batch).__name__} with "
+                f"{type(error).__name__}: {error}; it must map a batch as the DataLoader yields "
+                "it to an (inputs, targets) pair"
+            ) from error
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(
                 f"batch_to_xy must return an (inputs, targets) pair, got {type(pair).__name__}"
@@ -262,9 +165,11 @@ def _to_xy(batch: Any, batch_to_xy: BatchToXY | None) -> tuple[Any, Tensor]:
         return pair[0], pair[1]
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
+    keys = f" with keys {sorted(map(str, batch))}" if isinstance(batch, Mapping) else ""
     raise TypeError(
-        f"batches must be (inputs, targets) tuples, got {type(batch).__name__}: pass "
-        "batch_to_xy=lambda batch: (batch['x'], batch['y']) (or whatever fits your layout)"
+        f"batches must be (inputs, targets) tuples, got a {type(batch).__name__}{keys}: pass "
+        "batch_to_xy=lambda batch: (batch['x'], batch['y']) (or whatever fits your layout) to "
+        "any one of the callbacks, or define batch_to_xy(batch) on the LightningModule"
     )
 
 
@@ -422,14 +327,9 @@ def collect_batches(
         >>> probe.fixed.num_samples, probe.fixed.split
         (6, 'train')
     """
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     rank, world_size = (trainer.global_rank, trainer.world_size) if shard else (0, 1)
     with _augmentation_off(trainer, augment):
-        loader = _validation_loader(trainer) if split == "val" else None
-        used = "val"
-        if loader is None:
-            loader, used = _training_loader(trainer, augment), "train"
+        loader, used = _source_loader(trainer, split, augment)
         return sample_batches(
             loader,
             num_samples=num_samples,
@@ -442,164 +342,98 @@ def collect_batches(
         )
 
 
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode, then restore each one's own training flag.
-
-    Example:
-        >>> import torch
-        >>> net = torch.nn.Sequential(torch.nn.Dropout(), torch.nn.Dropout())
-        >>> _ = net[1].eval()
-        >>> with eval_mode(net):
-        ...     net.training
-        False
-        >>> net.training, net[0].training, net[1].training
-        (True, True, False)
-    """
-    flags = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
+def _source_loader(trainer: pl.Trainer, split: str, augment: bool) -> tuple[Any, str]:
+    """The loader of ``split`` (validation falls back to training) and the split it serves."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    loader = _validation_loader(trainer) if split == "val" else None
+    if loader is None:
+        return _training_loader(trainer, augment), "train"
+    return loader, "val"
 
 
-# ----------------------------------------------------------------------------------------------
-# loggers, figures, progress
-# ----------------------------------------------------------------------------------------------
-
-
-def logging_step(trainer: pl.Trainer) -> int:
-    """The step at which results are logged: the number of optimizer steps taken so far.
+def loader_batch_size(trainer: pl.Trainer, split: str = "train") -> int | None:
+    """The batch size of the loader :func:`collect_batches` reads for ``split`` (None if unknown).
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> logging_step(pl.Trainer(logger=False, enable_progress_bar=False))
-        0
+        >>> loader_batch_size(pl.Trainer(logger=False, enable_progress_bar=False))
+        Traceback (most recent call last):
+        ...
+        ValueError: no training data found: ...
     """
-    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+    loader, _ = _source_loader(trainer, split, augment=True)
+    size = getattr(loader, "batch_size", None)
+    return size if isinstance(size, int) and size > 0 else None
 
 
-def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
-    """Send scalars to every logger of the Trainer (CSV, TensorBoard, W&B, ...).
-
-    Loggers write on rank zero only (``Logger.log_metrics`` is rank-zero), so this may be
-    called on every rank.
+def token_num_samples(trainer: pl.Trainer, num_samples: int | None, split: str) -> int | None:
+    """``num_samples`` capped at two batches of ``split`` under ``fast_dev_run``, else as is.
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> log_scalars(pl.Trainer(logger=False, enable_progress_bar=False), {"a/b": 1.0})
+        >>> token_num_samples(pl.Trainer(logger=False, enable_progress_bar=False), 500, "train")
+        500
     """
-    if not trainer.is_global_zero:
-        return
-    values = {key: float(value) for key, value in metrics.items()}
-    step = logging_step(trainer)
-    for logger in trainer.loggers:
-        logger.log_metrics(values, step=step)
+    if not trainer.fast_dev_run:
+        return num_samples
+    token = 2 * (loader_batch_size(trainer, split) or 32)
+    return token if num_samples is None else min(num_samples, token)
 
 
-def _wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
-    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+def first_batch(
+    trainer: pl.Trainer,
+    pl_module: nn.Module,
+    *,
+    split: str = "train",
+    batch_to_xy: BatchToXY | None = None,
+    augment: bool = False,
+) -> tuple[tuple[Any, Tensor], str]:
+    """One batch of the data :func:`collect_batches` reads, as ``(inputs, targets)`` on the device.
 
-
-def log_wandb(trainer: pl.Trainer, build: Callable[[Any], Mapping[str, Any]]) -> None:
-    """Log W&B media built by ``build(wandb)`` to every ``WandbLogger`` (rank zero only).
-
-    ``build`` is called only when a ``WandbLogger`` is present, so ``wandb`` objects (tables,
-    plots, images) are never built for nothing.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
-        >>> log_wandb(trainer, lambda wandb: {"t": wandb.Table(columns=["a"], data=[[1]])})
-    """
-    loggers = _wandb_loggers(trainer)
-    if not loggers or not trainer.is_global_zero:
-        return
-    import wandb
-
-    media = dict(build(wandb))
-    step = logging_step(trainer)
-    for logger in loggers:
-        logger.log_metrics(media, step=step)
-
-
-def figure_directory(trainer: pl.Trainer) -> Path:
-    """The run's log directory (``trainer.log_dir``, else ``trainer.default_root_dir``).
-
-    ``trainer.log_dir`` broadcasts from rank zero, so this must be called on every rank.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir="r")
-        >>> figure_directory(trainer).name
-        'r'
-    """
-    directory = trainer.log_dir or trainer.default_root_dir
-    return Path(os.fspath(directory))
-
-
-def save_figure(
-    trainer: pl.Trainer, build: Callable[[], Figure], filename: str, key: str
-) -> Path | None:
-    """Save the figure made by ``build()`` as a PNG in the run's log directory.
-
-    Call on every rank (the directory is broadcast); the figure is built and saved on rank
-    zero only, and also logged as a ``wandb.Image`` under ``key`` when a ``WandbLogger`` is
-    present.
+    A map-style ``DataLoader`` gives its first ``batch_size`` samples through a private loader
+    (no shuffling, no workers: neither the training order nor the random state is touched);
+    another iterable gives its first batch. Used to check the wiring before training.
 
     Returns:
-        The path of the PNG on rank zero, ``None`` elsewhere.
+        ``((inputs, targets), split)``: the batch and the split it comes from.
 
     Example:
-        >>> import tempfile, lightning.pytorch as pl
-        >>> from matplotlib.figure import Figure
-        >>> root = tempfile.mkdtemp()
-        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=root)
-        >>> save_figure(trainer, Figure, "empty.png", "empty").name
-        'empty.png'
+        >>> import torch, lightning.pytorch as pl
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = DataLoader(TensorDataset(torch.randn(10, 3), torch.arange(10)), batch_size=4)
+        >>> class Probe(pl.Callback):
+        ...     def on_fit_start(self, trainer, pl_module):
+        ...         (self.x, self.y), _ = first_batch(trainer, pl_module)
+        >>> class Net(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.layer = torch.nn.Linear(3, 10)
+        ...     def training_step(self, batch, batch_idx):
+        ...         return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        >>> probe = Probe()
+        >>> trainer = pl.Trainer(max_steps=1, callbacks=[probe], logger=False,
+        ...     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(Net(), data)
+        >>> probe.y.tolist()
+        [0, 1, 2, 3]
     """
-    directory = figure_directory(trainer)
-    if not trainer.is_global_zero:
-        return None
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / filename
-    figure = build()
-    figure.savefig(path, dpi=100)
-    log_wandb(trainer, lambda wandb: {key: wandb.Image(str(path))})
-    return path
-
-
-@contextlib.contextmanager
-def progress_bar(
-    trainer: pl.Trainer, total: int, description: str
-) -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(step, total)`` callback that drives a tqdm bar when the Trainer shows one.
-
-    The bar is shown only on rank zero and only when ``trainer.progress_bar_callback`` is
-    enabled; otherwise the callback does nothing.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
-        >>> with progress_bar(trainer, 3, "work") as progress:
-        ...     progress(1, 3)
-    """
-    callback = trainer.progress_bar_callback
-    if callback is None or not callback.is_enabled or not trainer.is_global_zero:
-        yield lambda step, total: None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
-
-    def update(step: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(max(0, step - bar.n))
-
-    try:
-        yield update
-    finally:
-        bar.close()
+    with _augmentation_off(trainer, augment):
+        loader, used = _source_loader(trainer, split, augment)
+        reader: Iterable[Any] = loader
+        if isinstance(loader, DataLoader) and _is_map_style(loader):
+            count = min(int(loader.batch_size), len(loader.dataset))  # type: ignore[arg-type]
+            reader = DataLoader(
+                Subset(loader.dataset, list(range(count))),
+                batch_size=loader.batch_size,
+                shuffle=False,
+                collate_fn=loader.collate_fn,
+            )
+        batch = next(iter(reader), None)
+    if batch is None:
+        raise ValueError(f"the {used} data yielded no batch: check the dataloader")
+    pair = _to_xy(batch, batch_to_xy)
+    device = _module_device(pl_module)
+    return (move_data_to_device(pair, device) if device is not None else pair), used

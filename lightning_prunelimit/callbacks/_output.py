@@ -1,0 +1,247 @@
+"""What the callbacks give back to the Trainer: scalars, figures, W&B media, progress.
+
+* Scalars go to every logger and into ``trainer.callback_metrics`` (so ``EarlyStopping``,
+  ``ModelCheckpoint(monitor=...)`` and sweepers that read the Trainer's metrics see them).
+* Figures go to the run's own directory: the ``log_dir`` of the first TensorBoard or CSV
+  logger, else the W&B run's directory; without such a logger (``logger=False``,
+  ``fast_dev_run``) no PNG is written, never into the working directory.
+* Every stage that can take a while shows a bar in Lightning's progress bar, or logs one line
+  with its duration when bars are off (rank zero).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    import lightning.pytorch as pl
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "ProgressOperator",
+    "figure_directory",
+    "log_scalars",
+    "log_wandb",
+    "logging_step",
+    "progress_bar",
+    "save_figure",
+    "stage",
+]
+
+
+def logging_step(trainer: pl.Trainer) -> int:
+    """The step at which results are logged: the number of optimizer steps taken so far.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> logging_step(pl.Trainer(logger=False, enable_progress_bar=False))
+        0
+    """
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
+    """Put scalars into ``trainer.callback_metrics`` and send them to every logger.
+
+    ``callback_metrics`` is updated on every rank (monitors run on every rank); loggers write on
+    rank zero only.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+        >>> log_scalars(trainer, {"a/b": 1.0})
+        >>> float(trainer.callback_metrics["a/b"])
+        1.0
+    """
+    values = {key: float(value) for key, value in metrics.items()}
+    trainer.callback_metrics.update({key: torch.tensor(value) for key, value in values.items()})
+    if not trainer.is_global_zero:
+        return
+    step = logging_step(trainer)
+    for logger in trainer.loggers:
+        logger.log_metrics(values, step=step)
+
+
+def _wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+def log_wandb(trainer: pl.Trainer, build: Callable[[Any], Mapping[str, Any]]) -> None:
+    """Log W&B media built by ``build(wandb)`` to every ``WandbLogger`` (rank zero only).
+
+    ``build`` is called only when a ``WandbLogger`` is present, so ``wandb`` objects (tables,
+    plots, images) are never built for nothing.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+        >>> log_wandb(trainer, lambda wandb: {"t": wandb.Table(columns=["a"], data=[[1]])})
+    """
+    loggers = _wandb_loggers(trainer)
+    if not loggers or not trainer.is_global_zero:
+        return
+    import wandb
+
+    media = dict(build(wandb))
+    step = logging_step(trainer)
+    for logger in loggers:
+        logger.log_metrics(media, step=step)
+
+
+def figure_directory(trainer: pl.Trainer) -> Path | None:
+    """The run's own directory for figures, on rank zero; ``None`` elsewhere or without one.
+
+    The ``log_dir`` of the first TensorBoard or CSV logger (a ``version_<n>`` folder of its
+    own), else the directory of the first W&B run; ``None`` when the Trainer has neither
+    (``logger=False``, ``fast_dev_run``) rather than a directory shared by runs.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from lightning.pytorch.loggers import CSVLogger
+        >>> trainer = pl.Trainer(logger=CSVLogger("logs"), enable_progress_bar=False)
+        >>> figure_directory(trainer).parts[-2:]
+        ('lightning_logs', 'version_0')
+        >>> figure_directory(pl.Trainer(logger=False, enable_progress_bar=False)) is None
+        True
+    """
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, (TensorBoardLogger, CSVLogger)) and logger.log_dir:
+            return Path(logger.log_dir)
+    for logger in _wandb_loggers(trainer):
+        return Path(logger.experiment.dir)
+    return None
+
+
+def save_figure(
+    trainer: pl.Trainer, build: Callable[[], Figure], filename: str, key: str
+) -> Path | None:
+    """Save the figure made by ``build()`` as a PNG in the run's directory (rank zero).
+
+    Also logged as a ``wandb.Image`` under ``key`` when a ``WandbLogger`` is present. Nothing
+    is built when the run has no directory (see :func:`figure_directory`).
+
+    Returns:
+        The path of the PNG, ``None`` when none was written.
+
+    Example:
+        >>> import tempfile, lightning.pytorch as pl
+        >>> from lightning.pytorch.loggers import CSVLogger
+        >>> from matplotlib.figure import Figure
+        >>> trainer = pl.Trainer(logger=CSVLogger(tempfile.mkdtemp()), enable_progress_bar=False)
+        >>> save_figure(trainer, Figure, "empty.png", "empty").name
+        'empty.png'
+    """
+    directory = figure_directory(trainer)
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    figure = build()
+    figure.savefig(path, dpi=100)
+    log_wandb(trainer, lambda wandb: {key: wandb.Image(str(path))})
+    return path
+
+
+def _bars_on(trainer: pl.Trainer) -> bool:
+    callback = trainer.progress_bar_callback
+    return callback is not None and callback.is_enabled
+
+
+@contextlib.contextmanager
+def progress_bar(
+    trainer: pl.Trainer, total: int, description: str
+) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(step, total)`` callback that drives a tqdm bar when the Trainer shows one.
+
+    The bar is shown only on rank zero and only when ``trainer.progress_bar_callback`` is
+    enabled; otherwise the callback does nothing.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+        >>> with progress_bar(trainer, 3, "work") as progress:
+        ...     progress(1, 3)
+    """
+    if not _bars_on(trainer) or not trainer.is_global_zero:
+        yield lambda step, total: None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
+
+    def update(step: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(max(0, step - bar.n))
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+@contextlib.contextmanager
+def stage(
+    trainer: pl.Trainer, total: int, description: str
+) -> Iterator[Callable[[int, int], None]]:
+    """A :func:`progress_bar` that, when bars are off, logs one line with its duration instead.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+        >>> with stage(trainer, 2, "Sparsity sweep") as progress:
+        ...     progress(2, 2)
+    """
+    start = time.perf_counter()
+    with progress_bar(trainer, total, description) as progress:
+        yield progress
+    if not _bars_on(trainer):
+        rank_zero_info(f"{description}: done in {time.perf_counter() - start:.1f} s")
+
+
+class ProgressOperator:
+    """A curvature operator that reports each product to ``progress(done, total)``.
+
+    Every vector multiplied counts one (a ``(k, dim)`` block counts k), so the algorithms of
+    ``lightning_prunelimit.curvature`` and ``lightning_prunelimit.limit`` show progress without
+    knowing about it. Every other attribute is the wrapped operator's.
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator
+        >>> seen = []
+        >>> op = ProgressOperator(DenseOperator(torch.eye(3)), lambda d, t: seen.append(d), 4)
+        >>> _ = op.matvec(torch.ones(2, 3)), op.matvec(torch.ones(3))
+        >>> seen, op.dim
+        ([2, 3], 3)
+    """
+
+    def __init__(self, op: Any, progress: Callable[[int, int], None], total: int) -> None:
+        self._op = op
+        self._progress = progress
+        self._total = total
+        self._done = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._op, name)
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """The wrapped operator's product; reports the vectors done so far."""
+        result = self._op.matvec(v)
+        self._done += int(v.shape[0]) if v.ndim == 2 else 1
+        self._progress(self._done, max(self._total, self._done))
+        return result
+
+    def __matmul__(self, v: Tensor) -> Tensor:
+        return self.matvec(v)
