@@ -353,6 +353,8 @@ def test_results_are_in_last_ckpt_and_in_callback_metrics(tmp_path) -> None:
     assert float(metrics["prune_limit/sparsity"]) == pytest.approx(limit.prediction.sparsity)
     assert float(metrics["sparsity_sweep/actual_limit"]) == pytest.approx(sweep.result.actual_limit)
     assert float(metrics["hessian/trace"]) == pytest.approx(spectrum.trace)
+    shown = trainer.progress_bar_metrics
+    assert {"prune_limit/sparsity", "sparsity_sweep/actual_limit"} <= set(shown)
     # a monitor saw the result when it saved
     assert float(best.best_model_score) == pytest.approx(sweep.result.actual_limit)
 
@@ -520,10 +522,11 @@ def test_each_stage_shows_a_bar_when_bars_are_on(tmp_path, capfd) -> None:
     _trainer(tmp_path, callbacks, max_epochs=1, enable_progress_bar=True).fit(
         UserNet(), *_loaders()
     )
-    err = capfd.readouterr().err
+    out, err = capfd.readouterr()
     for name in ("Lanczos", "top eigenvalues", "trace", "Zero-curvature rows", "Sparsity sweep"):
         assert name in err, name
     assert "done in" not in err
+    assert "prune_limit/sparsity=" in out and "sparsity_sweep/actual_limit=" in out  # main bar
 
 
 def test_figures_go_to_the_run_directory_and_never_to_the_working_directory(

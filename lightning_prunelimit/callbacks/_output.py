@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,21 +49,24 @@ def logging_step(trainer: pl.Trainer) -> int:
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
-def log_scalars(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
+def log_scalars(
+    trainer: pl.Trainer, metrics: Mapping[str, float], *, progress_bar: Sequence[str] = ()
+) -> None:
     """Put scalars into ``trainer.callback_metrics`` and send them to every logger.
 
     ``callback_metrics`` is updated on every rank (monitors run on every rank); loggers write on
-    rank zero only.
+    rank zero only. The keys listed in ``progress_bar`` are also shown in Lightning's bar.
 
     Example:
         >>> import lightning.pytorch as pl
         >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
-        >>> log_scalars(trainer, {"a/b": 1.0})
-        >>> float(trainer.callback_metrics["a/b"])
-        1.0
+        >>> log_scalars(trainer, {"a/b": 1.0, "a/c": 2.0}, progress_bar=["a/b"])
+        >>> float(trainer.callback_metrics["a/b"]), list(trainer.progress_bar_metrics)
+        (1.0, ['a/b'])
     """
     values = {key: float(value) for key, value in metrics.items()}
     trainer.callback_metrics.update({key: torch.tensor(value) for key, value in values.items()})
+    trainer.progress_bar_metrics.update({k: values[k] for k in progress_bar if k in values})
     if not trainer.is_global_zero:
         return
     step = logging_step(trainer)

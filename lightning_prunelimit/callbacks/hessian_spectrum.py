@@ -228,27 +228,28 @@ class HessianSpectrum(FitEndCallback):
             total = num_iters * num_probes
             with stage(trainer, total, "Hessian spectrum (Lanczos)") as progress:
                 spectrum = stochastic_lanczos_quadrature(
-                    op, num_iters=num_iters, num_probes=num_probes, seed=self.seed,
+                    op,
+                    num_iters=num_iters,
+                    num_probes=num_probes,
+                    seed=self.seed,
                     progress=progress,
-                )  # fmt: skip
+                )
             top = torch.empty(0, dtype=torch.float64)
             if top_k:
                 k = min(top_k, op.dim)
                 budget = top_iters or default_top_eigenvalue_iters(k, op.dim)
                 budget = min(max(budget, k), op.dim)
                 with stage(trainer, budget, "Hessian top eigenvalues") as progress:
-                    top = top_eigenvalues(
-                        ProgressOperator(op, progress, budget), k=k, num_iters=budget,
-                        seed=self.seed,
-                    )  # fmt: skip
+                    counted = ProgressOperator(op, progress, budget)
+                    top = top_eigenvalues(counted, k=k, num_iters=budget, seed=self.seed)
                 top = top.detach().to(device="cpu", dtype=torch.float64)
             trace = stderr = None
             if trace_probes:
                 with stage(trainer, trace_probes, "Hessian trace") as progress:
+                    counted = ProgressOperator(op, progress, trace_probes)
                     estimate, error = hutchinson_trace(
-                        ProgressOperator(op, progress, trace_probes), num_probes=trace_probes,
-                        seed=self.seed,
-                    )  # fmt: skip
+                        counted, num_probes=trace_probes, seed=self.seed
+                    )
                 trace, stderr = float(estimate), float(error)
             num_params, param_names = op.dim, list(op.param_names)
         del op  # releases the sample

@@ -278,7 +278,7 @@ class PruningLimit(FitEndCallback):
     def _report(self, trainer: pl.Trainer) -> None:
         prediction = self.prediction
         assert prediction is not None
-        log_scalars(trainer, self.metrics())
+        log_scalars(trainer, self.metrics(), progress_bar=["prune_limit/sparsity"])
         save_figure(
             trainer, lambda: plot_pruning_limit(prediction), "prune_limit.png", "prune_limit/figure"
         )

@@ -237,7 +237,7 @@ class SparsitySweep(FitEndCallback):
         predicted = None
         if limit is not None:
             predicted = limit.ensure_predicted(trainer, pl_module).sparsity
-        log_scalars(trainer, self.metrics())
+        log_scalars(trainer, self.metrics(), progress_bar=["sparsity_sweep/actual_limit"])
         save_figure(
             trainer,
             lambda: plot_sparsity_sweep(result, predicted_sparsity=predicted),
