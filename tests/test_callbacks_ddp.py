@@ -35,7 +35,7 @@ def _run(tmp_path, name: str, **trainer_kwargs) -> list[dict]:
         GlobalOneShotPruning(amount=0.6, make_pruning_permanent=False),
         RestoreOtherRanks(perturb),
         HessianSpectrum(num_iters=8, top_k=2, top_iters=8, trace_probes=4, num_samples=100),
-        PruningLimit(zero_curvature=True, num_quantiles=10),
+        PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=10),
         SparsitySweep(refine_steps=2),
         DumpResults(str(directory)),
     ]

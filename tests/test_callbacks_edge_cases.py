@@ -21,7 +21,10 @@ def test_pruning_limit_refuses_weights_outside_the_spectrum(tmp_path) -> None:
     model.net[0].requires_grad_(False)  # frozen: left out of the Hessian by default
     trainer = make_trainer(
         tmp_path,
-        [HessianSpectrum(num_iters=8, top_k=0, trace_probes=0), PruningLimit()],
+        [
+            HessianSpectrum(num_iters=8, top_k=0, trace_probes=0),
+            PruningLimit(epsilon_batch_size=16),
+        ],
         max_epochs=1,
     )
     with pytest.raises(ValueError, match=r"does not cover 1 prunable weight tensor\(s\) \(net.0"):
@@ -32,7 +35,7 @@ def test_pruning_limit_accepts_frozen_weights_the_spectrum_includes(tmp_path) ->
     model = TinyClassifier(hidden=8)
     model.net[0].requires_grad_(False)
     spectrum = HessianSpectrum(num_iters=8, top_k=0, trace_probes=0, params=lambda n, p: True)
-    limit = PruningLimit()
+    limit = PruningLimit(epsilon_batch_size=16)
     make_trainer(tmp_path, [spectrum, limit], max_epochs=1).fit(model, DigitsDataModule())
     assert spectrum.num_params == 64 * 8 + 8 + 8 * 10 + 10
     assert limit.prediction is not None and limit.prediction.num_weights == 64 * 8 + 8 * 10

@@ -24,7 +24,14 @@ from lightning_prunelimit.curvature import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:top_eigenvalues")
 
-SETTINGS = {"num_iters": 8, "top_k": 2, "top_iters": 8, "trace_probes": 4, "seed": 3}
+SETTINGS = {
+    "num_iters": 8,
+    "num_probes": 1,
+    "top_k": 2,
+    "top_iters": 8,
+    "trace_probes": 4,
+    "seed": 3,
+}
 
 
 def _batches(indices: torch.Tensor, batch_size: int) -> list:
@@ -103,7 +110,7 @@ def test_num_samples_draws_a_seeded_subset(tmp_path):
 
 def test_augmentation_is_off_for_the_curvature(tmp_path):
     model = TinyClassifier(hidden=8)
-    callback = HessianSpectrum(num_iters=6, top_k=0, trace_probes=0)
+    callback = HessianSpectrum(num_iters=6, num_probes=1, top_k=0, trace_probes=0)
     make_trainer(tmp_path, [callback], max_epochs=1, logger=False).fit(
         model, DigitsDataModule(num_train=64, batch_size=32, augment=True)
     )
@@ -150,7 +157,9 @@ def test_no_loss_found_is_a_clear_error(tmp_path):
 
 
 def test_an_explicit_loss_fn_is_used(tmp_path):
-    callback = HessianSpectrum(num_iters=4, top_k=0, trace_probes=0, loss_fn=nn.CrossEntropyLoss())
+    callback = HessianSpectrum(
+        num_iters=4, num_probes=1, top_k=0, trace_probes=0, loss_fn=nn.CrossEntropyLoss()
+    )
     model = TinyClassifier(hidden=8, with_loss_attr=False)
     make_trainer(tmp_path, [callback], max_epochs=1, logger=False).fit(
         model, DigitsDataModule(num_train=32, batch_size=32)
@@ -172,7 +181,7 @@ def test_progress_bar_only_when_the_trainer_shows_one(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"num_iters": 0}, "num_iters must be an int >= 1"),
+        ({"num_iters": 0}, "num_iters must be 'auto' or an int >= 1"),
         ({"num_probes": 1.5}, "num_probes must be an int"),
         ({"top_k": -1}, "top_k must be an int >= 0"),
         ({"trace_probes": -2}, "trace_probes"),

@@ -27,7 +27,7 @@ def test_repeated_fits_do_not_grow_memory(tmp_path):
         L1Regularization(1e-4),
         GlobalOneShotPruning(amount=0.3),
         HessianSpectrum(num_iters=4, top_k=1, top_iters=4, trace_probes=2),
-        PruningLimit(zero_curvature=True, num_quantiles=4),
+        PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=4),
         SparsitySweep(sparsities=(0.5,), refine_steps=1),
     ]
     model = TinyClassifier(hidden=8)

@@ -210,7 +210,7 @@ class _Snapshot(pl.Callback):
 
 def test_predicted_amount_applied_at_an_epoch_in_one_trainer(tmp_path):
     spectrum = HessianSpectrum(num_iters=8, top_k=0, trace_probes=0)
-    limit = PruningLimit()
+    limit = PruningLimit(epsilon_batch_size=16)
     pruning = GlobalOneShotPruning(amount="predicted", apply_at_epoch=1)
     before = _Snapshot(epoch=1)
     prediction_then: list = []
@@ -258,7 +258,11 @@ def test_predicted_without_a_pruning_limit_is_a_clear_error(tmp_path):
 
 
 def test_predicted_without_a_prediction_at_fit_start_is_a_clear_error(tmp_path):
-    callbacks = [GlobalOneShotPruning("predicted"), PruningLimit(), HessianSpectrum(num_iters=2)]
+    callbacks = [
+        GlobalOneShotPruning("predicted"),
+        PruningLimit(epsilon_batch_size=16),
+        HessianSpectrum(num_iters=2),
+    ]
     trainer = make_trainer(tmp_path, callbacks, max_epochs=1, logger=False)
     with pytest.raises(ValueError, match="has no prediction when training starts"):
         trainer.fit(TinyClassifier(hidden=8), DigitsDataModule(num_train=32))

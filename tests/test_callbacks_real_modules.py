@@ -159,7 +159,11 @@ def _trainer(root: Path, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trai
 def _small_callbacks(**spectrum: Any) -> list[pl.Callback]:
     settings = {"num_iters": 6, "top_k": 1, "top_iters": 6, "trace_probes": 2}
     settings.update(spectrum)
-    return [HessianSpectrum(**settings), PruningLimit(), SparsitySweep(refine_steps=1)]
+    return [
+        HessianSpectrum(**settings),
+        PruningLimit(epsilon_batch_size=16),
+        SparsitySweep(refine_steps=1),
+    ]
 
 
 def _loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -201,13 +205,16 @@ MISTAKES = {
     ),
     "a frozen layer among the prunable ones": (
         lambda: UserNet(frozen_first_layer=True),
-        lambda: [HessianSpectrum(loss_fn=_loss, batch_to_xy=_xy), PruningLimit()],
+        lambda: [
+            HessianSpectrum(loss_fn=_loss, batch_to_xy=_xy),
+            PruningLimit(epsilon_batch_size=16),
+        ],
         ValueError,
         r"does not cover 1 prunable weight tensor\(s\) \(net.1.weight\).*frozen",
     ),
     "PruningLimit without HessianSpectrum": (
         UserNet,
-        lambda: [PruningLimit(loss_fn=_loss, batch_to_xy=_xy)],
+        lambda: [PruningLimit(epsilon_batch_size=16, loss_fn=_loss, batch_to_xy=_xy)],
         ValueError,
         "PruningLimit needs a HessianSpectrum callback",
     ),
@@ -221,7 +228,7 @@ MISTAKES = {
         UserNet,
         lambda: [
             HessianSpectrum(loss_fn=_loss, batch_to_xy=_xy),
-            PruningLimit(),
+            PruningLimit(epsilon_batch_size=16),
             GlobalOneShotPruning("predicted"),
         ],
         ValueError,
@@ -282,7 +289,7 @@ def test_a_module_that_flattens_in_training_step_works_with_batch_to_xy(tmp_path
 
 def test_frozen_layers_work_once_the_pruned_weights_are_restricted(tmp_path) -> None:
     model = UserNet(frozen_first_layer=True)
-    limit = PruningLimit(parameters_to_prune=[(model.net[5], "weight")])
+    limit = PruningLimit(epsilon_batch_size=16, parameters_to_prune=[(model.net[5], "weight")])
     callbacks = [
         HessianSpectrum(num_iters=6, top_k=0, trace_probes=0, loss_fn=_loss, batch_to_xy=_xy),
         limit,
@@ -300,7 +307,7 @@ def test_frozen_layers_work_once_the_pruned_weights_are_restricted(tmp_path) -> 
 
 def test_loss_and_layout_given_to_one_callback_serve_all(tmp_path) -> None:
     spectrum = HessianSpectrum(num_iters=6, top_k=1, top_iters=6, trace_probes=2, loss_fn=_loss)
-    limit = PruningLimit(zero_curvature=True, num_quantiles=4)
+    limit = PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=4)
     sweep = SparsitySweep(refine_steps=1, batch_to_xy=_xy)
     model = UserNet()
     _trainer(tmp_path, [spectrum, limit, sweep]).fit(model, *_loaders())
@@ -313,7 +320,7 @@ def test_the_same_setting_given_twice_differently_is_refused(tmp_path) -> None:
     callbacks = [
         HessianSpectrum(num_iters=4, batch_to_xy=_xy),
         SparsitySweep(loss_fn=nn.CrossEntropyLoss()),
-        PruningLimit(loss_fn=_loss),
+        PruningLimit(epsilon_batch_size=16, loss_fn=_loss),
     ]
     model = UserNet()
     with pytest.raises(ValueError, match="loss_fn is given to several callbacks"):
@@ -474,7 +481,7 @@ def test_fast_dev_run_checks_the_wiring_at_a_token_size(tmp_path, monkeypatch) -
     baseline = run([])
     full = [
         HessianSpectrum(num_iters=128, num_probes=4, trace_probes=32, loss_fn=_loss),
-        PruningLimit(zero_curvature=True),
+        PruningLimit(epsilon_batch_size=16, zero_curvature=True),
         SparsitySweep(batch_to_xy=_xy),
     ]
     with_callbacks = run(full)
@@ -495,7 +502,7 @@ def test_fast_dev_run_checks_the_wiring_at_a_token_size(tmp_path, monkeypatch) -
 def test_each_stage_logs_its_duration_when_bars_are_off(tmp_path, caplog) -> None:
     callbacks = [
         HessianSpectrum(num_iters=4, top_k=1, top_iters=4, trace_probes=2),
-        PruningLimit(zero_curvature=True, num_quantiles=2),
+        PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=2),
         SparsitySweep(sparsities=(0.5,), refine_steps=0, loss_fn=_loss, batch_to_xy=_xy),
     ]
     with caplog.at_level(logging.INFO):
@@ -516,7 +523,7 @@ def test_each_stage_logs_its_duration_when_bars_are_off(tmp_path, caplog) -> Non
 def test_each_stage_shows_a_bar_when_bars_are_on(tmp_path, capfd) -> None:
     callbacks = [
         HessianSpectrum(num_iters=4, top_k=1, top_iters=4, trace_probes=2),
-        PruningLimit(zero_curvature=True, num_quantiles=2),
+        PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=2),
         SparsitySweep(sparsities=(0.5,), refine_steps=0, loss_fn=_loss, batch_to_xy=_xy),
     ]
     _trainer(tmp_path, callbacks, max_epochs=1, enable_progress_bar=True).fit(

@@ -143,7 +143,7 @@ def test_prediction_and_reality_on_one_plot(tmp_path, monkeypatch):
         return original(result, predicted_sparsity=predicted_sparsity)
 
     monkeypatch.setattr(sparsity_sweep, "plot_sparsity_sweep", spy)
-    limit = PruningLimit()
+    limit = PruningLimit(epsilon_batch_size=16)
     callbacks = [SparsitySweep(refine_steps=1), limit, HessianSpectrum(num_iters=4, top_k=0)]
     trainer = make_trainer(tmp_path, callbacks, max_epochs=1)
     trainer.fit(TinyClassifier(hidden=8), DigitsWithVal(num_train=64, num_val=64, batch_size=32))

@@ -27,7 +27,7 @@ def test_wandb_and_tensorboard_receive_the_scalars_and_wandb_the_media(tmp_path,
         L1Regularization(1e-4),
         GlobalOneShotPruning(0.4, make_pruning_permanent=False),
         HessianSpectrum(num_iters=6, top_k=2, top_iters=6, trace_probes=2),
-        PruningLimit(),
+        PruningLimit(epsilon_batch_size=16),
         SparsitySweep(sparsities=(0.5, 0.9), refine_steps=1),
     ]
     try:
@@ -40,7 +40,7 @@ def test_wandb_and_tensorboard_receive_the_scalars_and_wandb_the_media(tmp_path,
         scalars = {"l1/norm": norm, "l1/penalty": 1e-4 * norm}
         for callback in callbacks[1:]:
             scalars.update(callback.metrics())
-        assert len(scalars) == 2 + 4 + 9 + 5 + 3
+        assert len(scalars) == 2 + 4 + 10 + 8 + 3
         for key, value in scalars.items():
             assert summary[key] == pytest.approx(value), key
         events = EventAccumulator(tb_logger.log_dir)

@@ -45,7 +45,7 @@ def test_float32_batches_feed_a_float64_model_exactly() -> None:
 
 def test_callbacks_run_under_a_64_bit_trainer_with_float32_data(tmp_path) -> None:
     spectrum = HessianSpectrum(num_iters=8, top_k=2, trace_probes=2)
-    limit = PruningLimit()
+    limit = PruningLimit(epsilon_batch_size=16)
     trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=1, precision="64-true")
     trainer.fit(TinyClassifier(dtype=torch.float32), DigitsDataModule(dtype=torch.float32))
     assert spectrum.spectrum is not None and spectrum.spectrum.num_iters == 8

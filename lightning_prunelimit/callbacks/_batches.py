@@ -367,6 +367,24 @@ def loader_batch_size(trainer: pl.Trainer, split: str = "train") -> int | None:
     return size if isinstance(size, int) and size > 0 else None
 
 
+def known_num_samples(trainer: pl.Trainer, split: str = "train") -> int | None:
+    """Samples in the dataset :func:`collect_batches` reads for ``split`` (None if unknown).
+
+    Known for a map-style ``DataLoader`` (its dataset's length); None for iterable data.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> known_num_samples(pl.Trainer(logger=False, enable_progress_bar=False))
+        Traceback (most recent call last):
+        ...
+        ValueError: no training data found: ...
+    """
+    loader, _ = _source_loader(trainer, split, augment=True)
+    if isinstance(loader, DataLoader) and _is_map_style(loader):
+        return len(loader.dataset)
+    return None
+
+
 def token_num_samples(trainer: pl.Trainer, num_samples: int | None, split: str) -> int | None:
     """``num_samples`` capped at two batches of ``split`` under ``fast_dev_run``, else as is.
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
@@ -41,13 +42,36 @@ from lightning_prunelimit.curvature.parameter_selection import ParameterSelectio
 from lightning_prunelimit.curvature.top_eigenvalues import default_top_eigenvalue_iters
 from lightning_prunelimit.plotting import plot_spectrum, spectrum_density_curve
 
-__all__ = ["FAST_DEV_RUN_ITERS", "HessianSpectrum"]
+__all__ = ["AUTO_FALLBACK_ITERS", "FAST_DEV_RUN_ITERS", "HessianSpectrum"]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def _check_num_iters(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"num_iters must be 'auto' or an int >= 1 (Lanczos steps per probe), got {value!r}"
+        )
+    return value
+
+
+def _check_tolerance(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(
+            f"tolerance must be a number in (0, 1): the widest acceptable quadrature interval "
+            f"of the predicted sparsity, got {value!r}"
+        )
+    return float(value)
+
+
+#: Lanczos steps of ``num_iters="auto"`` when no ``PruningLimit`` gives a stop rule.
+AUTO_FALLBACK_ITERS = 128
 
 
 #: The token sizes of a ``fast_dev_run``: Lanczos steps, top-eigenvalue steps, trace probes.
@@ -84,9 +108,21 @@ class HessianSpectrum(FitEndCallback):
     (``FAST_DEV_RUN_ITERS`` steps, two batches). Each stage shows a progress bar, or logs its
     duration when bars are off.
 
+    **Steps.** ``num_iters="auto"`` (the default) adds Lanczos steps until the quadrature
+    part of the ``PruningLimit``'s interval on the predicted sparsity is at most ``tolerance``
+    wide (``lightning_prunelimit.limit.interval_stop``), or ``max_iters`` is reached; the steps
+    used are logged (``hessian/num_iters``). Without a ``PruningLimit`` in the Trainer it runs
+    ``AUTO_FALLBACK_ITERS`` steps. Exactly-zero Hessian rows (dead units, always-zero inputs)
+    are removed before the run and counted exactly (``hessian/deflated_fraction``).
+
+    **Over training.** With ``every_n_epochs=k`` the spectrum (and the ``PruningLimit``'s
+    prediction with its interval) is also computed at the end of every k-th training epoch, so
+    the loggers hold a trajectory of the predicted limit.
+
     **Logs** to every logger: ``hessian/top_eig_1`` .. ``hessian/top_eig_<k>``,
     ``hessian/trace``, ``hessian/trace_stderr``, ``hessian/min_ritz``, ``hessian/max_ritz``,
-    ``hessian/num_params``, ``hessian/num_iters``, ``hessian/num_probes``. Saves
+    ``hessian/num_params``, ``hessian/num_iters``, ``hessian/num_probes``,
+    ``hessian/deflated_fraction``. Saves
     ``hessian_spectrum.png`` (density, log scale) in the run's log directory; with a
     ``WandbLogger`` also the image, a line plot of the density (``hessian/density``) and a
     table of the Ritz nodes and weights (``hessian/ritz``).
@@ -97,8 +133,8 @@ class HessianSpectrum(FitEndCallback):
     descending), ``trace`` and ``trace_stderr``, ``num_params``.
 
     Args:
-        num_iters: Lanczos steps per probe (the paper uses 128).
-        num_probes: SLQ probe vectors.
+        num_iters: Lanczos steps per probe, or ``"auto"`` (see **Steps**; the paper uses 128).
+        num_probes: SLQ probe vectors (more probes shrink the sampling part of the interval).
         num_samples: training samples to use; ``None`` uses all.
         top_k: how many top eigenvalues (0: none).
         trace_probes: Hutchinson probes (0: no trace estimate).
@@ -111,10 +147,15 @@ class HessianSpectrum(FitEndCallback):
         augment: keep the datamodule's augmentation on while reading the sample.
         top_iters: Lanczos step budget of the top eigenvalues (default: that of
             ``curvature.top_eigenvalues``, which stops earlier once they converge).
+        tolerance: the widest acceptable quadrature interval of the predicted sparsity, for
+            ``num_iters="auto"`` (and the width above which a fixed ``num_iters`` warns).
+        max_iters: the most Lanczos steps of ``num_iters="auto"``.
+        every_n_epochs: also compute at the end of every n-th training epoch (None: at the end
+            of training only).
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> spectrum = HessianSpectrum(num_iters=64, num_probes=2, num_samples=2048)
+        >>> spectrum = HessianSpectrum(num_iters="auto", num_probes=4, num_samples=2048)
         >>> trainer = pl.Trainer(max_epochs=1, callbacks=[spectrum], logger=False)
         >>> spectrum.spectrum is None  # filled in at the end of trainer.fit(...)
         True
@@ -124,8 +165,8 @@ class HessianSpectrum(FitEndCallback):
 
     def __init__(
         self,
-        num_iters: int = 128,
-        num_probes: int = 1,
+        num_iters: int | str = "auto",
+        num_probes: int = 4,
         num_samples: int | None = None,
         top_k: int = 5,
         trace_probes: int = 32,
@@ -136,9 +177,17 @@ class HessianSpectrum(FitEndCallback):
         params: ParameterSelection = None,
         augment: bool = False,
         top_iters: int | None = None,
+        tolerance: float = 0.01,
+        max_iters: int = 256,
+        every_n_epochs: int | None = None,
     ) -> None:
         super().__init__()
-        self.num_iters = _check_int("num_iters", num_iters, 1)
+        self.num_iters = _check_num_iters(num_iters)
+        self.tolerance = _check_tolerance(tolerance)
+        self.max_iters = _check_int("max_iters", max_iters, 1)
+        if every_n_epochs is not None:
+            _check_int("every_n_epochs", every_n_epochs, 1)
+        self.every_n_epochs = every_n_epochs
         self.num_probes = _check_int("num_probes", num_probes, 1)
         if num_samples is not None:
             _check_int("num_samples", num_samples, 1)
@@ -215,8 +264,12 @@ class HessianSpectrum(FitEndCallback):
         Returns:
             The spectrum (also kept as ``self.spectrum``).
         """
-        num_iters, num_probes, top_k = self.num_iters, self.num_probes, self.top_k
+        num_probes, top_k = self.num_probes, self.top_k
         trace_probes, top_iters = self.trace_probes, self.top_iters
+        stop = None if trainer.fast_dev_run else self._stop_rule(trainer, pl_module)
+        num_iters = self.num_iters
+        if num_iters == "auto":
+            num_iters = self.max_iters if stop is not None else AUTO_FALLBACK_ITERS
         if trainer.fast_dev_run:  # check the wiring at a token size
             num_iters, num_probes = min(num_iters, FAST_DEV_RUN_ITERS), 1
             top_k = min(top_k, 1)
@@ -233,6 +286,7 @@ class HessianSpectrum(FitEndCallback):
                     num_probes=num_probes,
                     seed=self.seed,
                     progress=progress,
+                    stop=stop,
                 )
             top = torch.empty(0, dtype=torch.float64)
             if top_k:
@@ -261,6 +315,39 @@ class HessianSpectrum(FitEndCallback):
         self._mark_computed(trainer)
         self._report(trainer)
         return spectrum
+
+    def _stop_rule(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> Callable[[Spectrum], bool] | None:
+        """``num_iters="auto"``: the stop rule of the Trainer's ``PruningLimit``, if any."""
+        if self.num_iters != "auto":
+            return None
+        for callback in trainer.callbacks:
+            rule = getattr(callback, "lanczos_stop_rule", None)
+            if callable(rule) and callback is not self:
+                return rule(trainer, pl_module, self.tolerance)
+        rank_zero_info(
+            f"HessianSpectrum(num_iters='auto') without a PruningLimit in the Trainer: no "
+            f"prediction to size the run for, running {AUTO_FALLBACK_ITERS} Lanczos steps"
+        )
+        return None
+
+    def is_trajectory_epoch(self, trainer: pl.Trainer) -> bool:
+        """Whether the training epoch that is ending is one of the ``every_n_epochs`` points.
+
+        Example:
+            >>> import lightning.pytorch as pl
+            >>> HessianSpectrum(every_n_epochs=2).is_trajectory_epoch(pl.Trainer(logger=False))
+            False
+        """
+        if self.every_n_epochs is None or trainer.sanity_checking or trainer.fast_dev_run:
+            return False
+        return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Every ``every_n_epochs`` epochs: compute the spectrum (a point of the trajectory)."""
+        if self.is_trajectory_epoch(trainer):
+            self._ensure(trainer, pl_module)
 
     def ensure_computed(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Spectrum:
         """The spectrum at the current point of training: computed now unless already done.
@@ -309,6 +396,7 @@ class HessianSpectrum(FitEndCallback):
         values["hessian/num_params"] = float(self.num_params or self.spectrum.dim)
         values["hessian/num_iters"] = float(self.spectrum.num_iters)
         values["hessian/num_probes"] = float(self.spectrum.num_probes)
+        values["hessian/deflated_fraction"] = self.spectrum.deflated_fraction
         return values
 
     def _report(self, trainer: pl.Trainer) -> None:

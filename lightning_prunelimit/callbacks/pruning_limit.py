@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
+from lightning_prunelimit.callbacks._batches import (
+    collect_batches,
+    known_num_samples,
+    token_num_samples,
+)
 from lightning_prunelimit.callbacks._fit_checks import check_curvature_parameters, eager
 from lightning_prunelimit.callbacks._fit_end import FitEndCallback
 from lightning_prunelimit.callbacks._lookup import (
@@ -19,6 +24,7 @@ from lightning_prunelimit.callbacks._lookup import (
     require_callback,
     resolve_batch_to_xy,
     resolve_loss_fn,
+    training_point,
 )
 from lightning_prunelimit.callbacks._output import (
     ProgressOperator,
@@ -28,18 +34,20 @@ from lightning_prunelimit.callbacks._output import (
     stage,
 )
 from lightning_prunelimit.callbacks.hessian_spectrum import HessianSpectrum
-from lightning_prunelimit.curvature import HessianOperator
+from lightning_prunelimit.curvature import HessianOperator, Spectrum
 from lightning_prunelimit.limit import (
+    DEFAULT_EPSILON_BATCH_SIZE,
     DEFAULT_ZERO_ROW_TOLERANCE,
     NEGATIVE_MODES,
     LimitPrediction,
     ZeroCurvature,
     check_epsilon,
+    interval_stop,
     predict_pruning_limit,
     resolve_epsilon,
     zero_curvature_fraction,
 )
-from lightning_prunelimit.plotting import plot_pruning_limit
+from lightning_prunelimit.plotting import plot_limit_trajectory, plot_pruning_limit
 from lightning_prunelimit.pruning import (
     effective_parameter,
     parameter_key,
@@ -67,32 +75,53 @@ class PruningLimit(FitEndCallback):
     model has prunable weights, and every one of them is among the Hessian's parameters (a
     frozen layer is not, by default); each failure says how to fix it.
 
-    **Epsilon.** A number, or ``"batch_loss_std"``: the spread of the batch-mean training loss
-    over the ``HessianSpectrum``'s fixed sample (same ``num_samples``, seed and
-    ``batch_to_xy``; no augmentation). The loss is the one given here or to any callback of the
-    Trainer, else the module's ``loss_fn`` / ``criterion``. Under DDP every rank evaluates the
-    whole sample (one forward pass), so all ranks get the one-process value.
+    **Accuracy.** ``prediction.sparsity_interval`` bounds the sparsity the exact Hessian
+    spectrum would predict (the Lanczos run's quadrature error and the probes' sampling error,
+    see ``lightning_prunelimit.limit.width_bounds``). With ``HessianSpectrum(num_iters="auto")``
+    this callback gives the spectrum its stop rule (enough steps for the quadrature part to be
+    at most the spectrum's ``tolerance`` wide); with a fixed ``num_iters`` whose quadrature
+    interval is wider, it warns and names the fix.
 
-    **Zero curvature.** With ``zero_curvature=True`` the fraction of flat directions is
-    estimated from ``num_quantiles`` Hessian rows of the prunable weights at evenly spaced
-    magnitude quantiles (``lightning_prunelimit.limit.zero_curvature_fraction``), on the
-    ``HessianSpectrum``'s operator; otherwise it is 0.
+    **Epsilon.** A number, or ``"batch_loss_std"``: the standard deviation of the mean
+    training loss of a batch of ``epsilon_batch_size`` samples drawn without replacement from
+    the ``HessianSpectrum``'s fixed sample (same ``num_samples``, seed and ``batch_to_xy``; no
+    augmentation), computed exactly from per-sample losses
+    (``lightning_prunelimit.limit.batch_loss_std``): independent of the loader's order and
+    batch size. The loss is the one given here or to any callback of the Trainer, else the
+    module's ``loss_fn`` / ``criterion``. Under DDP every rank evaluates the whole sample (one
+    forward pass), so all ranks get the one-process value.
+
+    **Zero curvature.** Exactly flat directions (exactly-zero Hessian rows) are removed from
+    the spectrum and counted exactly by ``HessianSpectrum``; they are counted once. With
+    ``zero_curvature=True`` the paper's estimate from ``num_quantiles`` Hessian rows of the
+    prunable weights at evenly spaced magnitude quantiles
+    (``lightning_prunelimit.limit.zero_curvature_fraction``) is computed as well, reported
+    beside it (``prune_limit/zero_fraction_sampled``) and not added again.
+
+    **Over training.** With ``HessianSpectrum(every_n_epochs=k)`` the limit is also predicted
+    at the end of every k-th epoch: the logged scalars form a trajectory, ``trajectory`` holds
+    ``(epoch, step, sparsity, lo, hi)`` rows, and a figure (``prune_limit_trajectory.png``) and,
+    with W&B, a line plot (``prune_limit/trajectory``) show when the network became prunable.
 
     **Logs** to every logger: ``prune_limit/kept_fraction``, ``prune_limit/sparsity``,
-    ``prune_limit/distance``, ``prune_limit/epsilon``, ``prune_limit/zero_fraction``. Saves
-    ``prune_limit.png`` (sparsity against R and G(R) with their crossing) in the run's log
-    directory; with a ``WandbLogger`` also the image and the curves as a table
+    ``prune_limit/sparsity_lo``, ``prune_limit/sparsity_hi``, ``prune_limit/distance``,
+    ``prune_limit/epsilon``, ``prune_limit/epsilon_batch_size``, ``prune_limit/zero_fraction``.
+    Saves ``prune_limit.png`` (sparsity against R and G(R) with its bounds and their crossing)
+    in the run's log directory; with a ``WandbLogger`` also the image and the curves as a table
     (``prune_limit/curves``).
 
     **Results** (also saved in checkpoints): ``prediction`` (a
     :class:`~lightning_prunelimit.limit.LimitPrediction`; ``prediction.sparsity`` is the
-    ``amount`` to prune) and ``zero_curvature_estimate``.
+    ``amount`` to prune, ``prediction.sparsity_interval`` its bounds), ``trajectory`` and
+    ``zero_curvature_estimate``.
 
     Args:
         epsilon: the loss tolerance: a positive number or ``"batch_loss_std"``.
         zero_curvature: estimate the fraction of zero-curvature directions.
         negative: how negative eigenvalues count: ``"abs"`` (|lambda|, as the paper's code) or
             ``"flat"`` (as zero curvature).
+        epsilon_batch_size: the batch size of ``epsilon="batch_loss_std"`` (default 128, the
+            paper's); the sample must hold more samples than this.
         num_quantiles: Hessian rows sampled for the zero-curvature fraction.
         zero_tolerance: rows with an l1 norm below it count as zero curvature.
         parameters_to_prune: explicit ``(module, name)`` pairs of prunable weights.
@@ -115,6 +144,7 @@ class PruningLimit(FitEndCallback):
         zero_curvature: bool = False,
         negative: str = "abs",
         *,
+        epsilon_batch_size: int = DEFAULT_EPSILON_BATCH_SIZE,
         num_quantiles: int = 100,
         zero_tolerance: float = DEFAULT_ZERO_ROW_TOLERANCE,
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
@@ -134,6 +164,15 @@ class PruningLimit(FitEndCallback):
             raise ValueError(f"zero_tolerance must be positive and finite, got {zero_tolerance}")
         if isinstance(parameter_names, str):
             raise TypeError(f"parameter_names must be a sequence, pass ({parameter_names!r},)")
+        if (
+            isinstance(epsilon_batch_size, bool)
+            or not isinstance(epsilon_batch_size, int)
+            or epsilon_batch_size < 1
+        ):
+            raise ValueError(
+                f"epsilon_batch_size must be a positive int, got {epsilon_batch_size!r}"
+            )
+        self.epsilon_batch_size = epsilon_batch_size
         self.zero_curvature = bool(zero_curvature)
         self.negative = negative
         self.num_quantiles = num_quantiles
@@ -149,6 +188,9 @@ class PruningLimit(FitEndCallback):
 
         self.prediction: LimitPrediction | None = None
         self.zero_curvature_estimate: ZeroCurvature | None = None
+        self.trajectory: list[dict[str, Any]] = []
+        self._epsilon_batch_size = 0
+        self._epsilon_at: tuple[tuple[int, int], float, int] | None = None
 
     @property
     def state_key(self) -> str:
@@ -166,9 +208,13 @@ class PruningLimit(FitEndCallback):
 
     def _epsilon(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, spectrum: HessianSpectrum
-    ) -> float:
+    ) -> tuple[float, int]:
+        """``(epsilon, batch size used)``, computed once per point of training."""
         if not isinstance(self.epsilon, str):
-            return float(self.epsilon)
+            return float(self.epsilon), 0
+        point = training_point(trainer, self._fit_index)
+        if self._epsilon_at is not None and self._epsilon_at[0] == point:
+            return self._epsilon_at[1], self._epsilon_at[2]
         fixed = collect_batches(
             trainer,
             pl_module,
@@ -179,8 +225,31 @@ class PruningLimit(FitEndCallback):
             shard=False,
         )
         loss_fn = resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
+        batch_size = self.epsilon_batch_size
+        if trainer.fast_dev_run:  # a token sample: a batch size it can hold
+            available = sum(_num_samples(targets) for _, targets in fixed.batches)
+            batch_size = max(1, min(batch_size, available // 2))
         with eager():
-            return resolve_epsilon(self.epsilon, pl_module, loss_fn, fixed.batches)
+            value = resolve_epsilon(
+                self.epsilon, pl_module, loss_fn, fixed.batches, batch_size=batch_size
+            )
+        self._epsilon_at = (point, value, batch_size)
+        return value, batch_size
+
+    def lanczos_stop_rule(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, tolerance: float
+    ) -> Callable[[Spectrum], bool]:
+        """The stop rule ``HessianSpectrum(num_iters="auto")`` runs Lanczos with.
+
+        True once the quadrature part of this prediction's interval is at most ``tolerance``
+        wide (``lightning_prunelimit.limit.interval_stop``, on this callback's weights and
+        epsilon). Must be called on every rank under DDP.
+        """
+        spectrum_callback = self._spectrum_callback(trainer)
+        entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
+        epsilon, _ = self._epsilon(trainer, pl_module, spectrum_callback)
+        weights = [effective_parameter(module, name).detach() for _, module, name in entries]
+        return interval_stop(weights, epsilon, tolerance=tolerance, negative=self.negative)
 
     def _zero_curvature(
         self,
@@ -216,20 +285,58 @@ class PruningLimit(FitEndCallback):
         spectrum = spectrum_callback.ensure_computed(trainer, pl_module)
         if spectrum_callback.param_names is not None:
             _check_covered(spectrum_callback.param_names, pl_module, entries)
-        epsilon = self._epsilon(trainer, pl_module, spectrum_callback)
-        zero_fraction = 0.0
+        epsilon, batch_size = self._epsilon(trainer, pl_module, spectrum_callback)
         self.zero_curvature_estimate = None
-        if self.zero_curvature:
+        if self.zero_curvature:  # the paper's sampled estimate, reported beside the exact one
             estimate = self._zero_curvature(trainer, pl_module, spectrum_callback, entries)
             self.zero_curvature_estimate = estimate
-            zero_fraction = estimate.fraction
         weights = [effective_parameter(module, name) for _, module, name in entries]
-        self.prediction = predict_pruning_limit(
-            spectrum, weights, epsilon, zero_fraction=zero_fraction, negative=self.negative
-        )
+        # Flat directions once: the spectrum counts its exactly-zero rows itself (deflated),
+        # and the rest of the flat mass is inside its quadrature; the sampled estimate is only
+        # reported.
+        self.prediction = predict_pruning_limit(spectrum, weights, epsilon, negative=self.negative)
+        self._epsilon_batch_size = batch_size
         self._mark_computed(trainer)
+        self._record_trajectory(trainer)
+        self._warn_if_too_wide(trainer, spectrum_callback)
         self._report(trainer)
         return self.prediction
+
+    def _record_trajectory(self, trainer: pl.Trainer) -> None:
+        p = self.prediction
+        assert p is not None
+        low, high = p.sparsity_interval if p.sparsity_interval is not None else (None, None)
+        row = {
+            "epoch": int(trainer.current_epoch),
+            "step": int(trainer.global_step),
+            "sparsity": p.sparsity,
+            "sparsity_lo": low,
+            "sparsity_hi": high,
+        }
+        if self.trajectory and self.trajectory[-1]["step"] == row["step"]:
+            self.trajectory[-1] = row
+        else:
+            self.trajectory.append(row)
+
+    def _warn_if_too_wide(self, trainer: pl.Trainer, spectrum_callback: HessianSpectrum) -> None:
+        p = self.prediction
+        if p is None or p.quadrature_sparsity_interval is None or trainer.fast_dev_run:
+            return
+        low, high = p.quadrature_sparsity_interval
+        if high - low > spectrum_callback.tolerance:
+            steps = "num_iters='auto'" if spectrum_callback.num_iters != "auto" else "max_iters"
+            rank_zero_warn(
+                f"the predicted sparsity {p.sparsity:.4f} is uncertain by the Lanczos run's "
+                f"quadrature alone: [{low:.4f}, {high:.4f}] is {high - low:.4f} wide, more than "
+                f"HessianSpectrum's tolerance {spectrum_callback.tolerance}. Give the spectrum "
+                f"more steps: HessianSpectrum({steps}=...) (or a larger num_iters)"
+            )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """At the ``HessianSpectrum``'s ``every_n_epochs`` points: predict (a trajectory)."""
+        spectrum_callback = self._spectrum_callback(trainer)
+        if spectrum_callback.is_trajectory_epoch(trainer):
+            self._ensure(trainer, pl_module)
 
     def ensure_predicted(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
@@ -254,6 +361,16 @@ class PruningLimit(FitEndCallback):
         names = check_curvature_parameters("HessianSpectrum", pl_module, spectrum.params)
         _check_covered(names, pl_module, entries)
         resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
+        if self.epsilon == "batch_loss_std" and not trainer.fast_dev_run:
+            counts = [known_num_samples(trainer, "train"), spectrum.num_samples]
+            known = [count for count in counts if count is not None]
+            if known and min(known) <= self.epsilon_batch_size:
+                raise ValueError(
+                    f"PruningLimit(epsilon='batch_loss_std') spreads batches of "
+                    f"epsilon_batch_size={self.epsilon_batch_size} samples, but its sample holds "
+                    f"only {min(known)} (training data or HessianSpectrum(num_samples=...)): "
+                    "lower epsilon_batch_size, or give it more samples"
+                )
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -267,13 +384,21 @@ class PruningLimit(FitEndCallback):
         p = self.prediction
         if p is None:
             return {}
-        return {
+        values = {
             "prune_limit/kept_fraction": p.kept_fraction,
             "prune_limit/sparsity": p.sparsity,
             "prune_limit/distance": p.distance,
             "prune_limit/epsilon": p.epsilon,
             "prune_limit/zero_fraction": p.zero_fraction,
         }
+        if p.sparsity_interval is not None:
+            values["prune_limit/sparsity_lo"] = p.sparsity_interval[0]
+            values["prune_limit/sparsity_hi"] = p.sparsity_interval[1]
+        if self._epsilon_batch_size:
+            values["prune_limit/epsilon_batch_size"] = float(self._epsilon_batch_size)
+        if self.zero_curvature_estimate is not None:
+            values["prune_limit/zero_fraction_sampled"] = self.zero_curvature_estimate.fraction
+        return values
 
     def _report(self, trainer: pl.Trainer) -> None:
         prediction = self.prediction
@@ -298,6 +423,33 @@ class PruningLimit(FitEndCallback):
                 )
             },
         )
+        if len(self.trajectory) < 2:
+            return
+        points = list(self.trajectory)
+        save_figure(
+            trainer,
+            lambda: plot_limit_trajectory(
+                [r["epoch"] for r in points],
+                [r["sparsity"] for r in points],
+                [
+                    None if r["sparsity_lo"] is None else (r["sparsity_lo"], r["sparsity_hi"])
+                    for r in points
+                ],
+            ),
+            "prune_limit_trajectory.png",
+            "prune_limit/trajectory_figure",
+        )
+
+        def trajectory_plot(wandb: Any) -> dict[str, Any]:
+            columns = ["epoch", "sparsity", "sparsity_lo", "sparsity_hi"]
+            table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in points])
+            return {
+                "prune_limit/trajectory": wandb.plot.line(
+                    table, "epoch", "sparsity", title="Predicted pruning limit over training"
+                )
+            }
+
+        log_wandb(trainer, trajectory_plot)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -308,6 +460,8 @@ class PruningLimit(FitEndCallback):
             "zero_curvature": None
             if self.zero_curvature_estimate is None
             else self.zero_curvature_estimate.to_dict(),
+            "trajectory": [dict(row) for row in self.trajectory],
+            "epsilon_batch_size": self._epsilon_batch_size,
             **self._point_state(),
         }
 
@@ -317,6 +471,9 @@ class PruningLimit(FitEndCallback):
         self.prediction = None if prediction is None else LimitPrediction.from_dict(prediction)
         zero = state_dict.get("zero_curvature")
         self.zero_curvature_estimate = None if zero is None else ZeroCurvature.from_dict(zero)
+        self.trajectory = [dict(row) for row in state_dict.get("trajectory") or []]
+        self._epsilon_at = None
+        self._epsilon_batch_size = int(state_dict.get("epsilon_batch_size") or 0)
         self._load_point_state(state_dict)
 
 
@@ -373,3 +530,8 @@ def _prunable_coordinates(
         [torch.arange(o, o + n) for o, n in (offsets[parameter_key(q, m)] for q, _, m in entries)]
     )
     return candidates, torch.cat(values)
+
+
+def _num_samples(targets: Any) -> int:
+    """Samples in a batch's targets (a tensor's first dimension; 1 for anything else)."""
+    return int(targets.shape[0]) if isinstance(targets, Tensor) and targets.ndim else 1

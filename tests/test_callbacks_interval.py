@@ -1,0 +1,116 @@
+"""The callbacks' side of the prediction's accuracy: auto steps, warnings, the trajectory."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from _lightning_helpers import DigitsDataModule, TinyClassifier, make_trainer, read_metrics
+
+from lightning_prunelimit import HessianSpectrum, PruningLimit
+from lightning_prunelimit.callbacks.hessian_spectrum import AUTO_FALLBACK_ITERS
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data() -> DigitsDataModule:
+    return DigitsDataModule(num_train=256, batch_size=64)
+
+
+def test_auto_steps_stop_at_the_tolerance_and_log_the_steps_used(tmp_path: Path) -> None:
+    spectrum = HessianSpectrum(top_k=0, trace_probes=0, tolerance=0.05, max_iters=200)
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=2)
+    trainer.fit(TinyClassifier(hidden=8), _data())
+    steps = spectrum.spectrum.num_iters
+    low, high = limit.prediction.quadrature_sparsity_interval
+    assert high - low <= 0.05 and 16 <= steps < 200
+    assert read_metrics(trainer.logger)["hessian/num_iters"] == [float(steps)]
+    sparsity_lo, sparsity_hi = limit.prediction.sparsity_interval
+    assert sparsity_lo <= limit.prediction.sparsity <= sparsity_hi
+    metrics = trainer.callback_metrics
+    assert float(metrics["prune_limit/sparsity_lo"]) == pytest.approx(sparsity_lo)
+    assert float(metrics["prune_limit/sparsity_hi"]) == pytest.approx(sparsity_hi)
+
+
+def test_auto_without_a_limit_runs_the_fallback_steps(tmp_path: Path) -> None:
+    spectrum = HessianSpectrum(num_probes=1, top_k=0, trace_probes=0)
+    make_trainer(tmp_path, [spectrum], max_epochs=1, logger=False).fit(
+        TinyClassifier(hidden=8), _data()
+    )
+    assert spectrum.spectrum.num_iters == min(AUTO_FALLBACK_ITERS, spectrum.spectrum.probed_dim)
+
+
+def test_a_fixed_num_iters_with_a_wide_interval_warns_with_the_fix(tmp_path: Path) -> None:
+    spectrum = HessianSpectrum(num_iters=4, top_k=0, trace_probes=0)
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=1, logger=False)
+    with pytest.warns(UserWarning, match=r"num_iters='auto'"):
+        trainer.fit(TinyClassifier(hidden=8), _data())
+    # Wide enough steps: no warning.
+    spectrum = HessianSpectrum(num_iters=600, top_k=0, trace_probes=0, tolerance=0.5)
+    trainer = make_trainer(tmp_path, [spectrum, PruningLimit(epsilon_batch_size=32)], logger=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*quadrature alone.*")
+        trainer.fit(TinyClassifier(hidden=8), _data())
+
+
+def test_the_limit_over_training_is_logged_every_n_epochs(tmp_path: Path) -> None:
+    spectrum = HessianSpectrum(num_iters=24, top_k=0, trace_probes=0, every_n_epochs=2)
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 24 steps: the interval is wider than the tolerance
+        trainer.fit(TinyClassifier(hidden=8), _data())
+    # Epochs 1 and 3 (0-based: every second epoch) and the end of training (epoch 4).
+    assert [row["epoch"] for row in limit.trajectory] == [1, 3, 4]
+    steps_per_epoch = 256 // 64
+    assert [row["step"] for row in limit.trajectory] == [
+        2 * steps_per_epoch,
+        4 * steps_per_epoch,
+        5 * steps_per_epoch,
+    ]
+    assert all(
+        row["sparsity_lo"] <= row["sparsity"] <= row["sparsity_hi"] for row in limit.trajectory
+    )
+    logged = read_metrics(trainer.logger)
+    assert logged["prune_limit/sparsity"] == pytest.approx(
+        [r["sparsity"] for r in limit.trajectory]
+    )
+    assert len(logged["prune_limit/sparsity_lo"]) == 3
+    assert (Path(trainer.logger.log_dir) / "prune_limit_trajectory.png").stat().st_size > 1000
+    restored = PruningLimit(epsilon_batch_size=32)
+    restored.load_state_dict(limit.state_dict())
+    assert restored.trajectory == limit.trajectory
+
+
+def test_a_sample_smaller_than_the_epsilon_batch_fails_before_training(tmp_path: Path) -> None:
+    class Counting(TinyClassifier):
+        steps = 0
+
+        def training_step(self, batch, batch_idx):
+            Counting.steps += 1
+            return super().training_step(batch, batch_idx)
+
+    spectrum = HessianSpectrum(num_iters=4, top_k=0, trace_probes=0)
+    trainer = make_trainer(tmp_path, [spectrum, PruningLimit()], max_epochs=1, logger=False)
+    with pytest.raises(ValueError, match="lower epsilon_batch_size"):
+        trainer.fit(Counting(hidden=8), DigitsDataModule(num_train=100, batch_size=50))
+    assert Counting.steps == 0
+    with pytest.raises(ValueError, match="epsilon_batch_size must be a positive int"):
+        PruningLimit(epsilon_batch_size=0)
+    for bad in ("many", 0, -3):
+        with pytest.raises(ValueError, match="num_iters must be 'auto' or an int"):
+            HessianSpectrum(num_iters=bad)
+    with pytest.raises(ValueError, match="tolerance must be a number in"):
+        HessianSpectrum(tolerance=0.0)
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        HessianSpectrum(every_n_epochs=0)
