@@ -31,14 +31,26 @@ from lightning_prunelimit.pruning.parameters import (
     parameter_key,
     prunable_parameters,
 )
+from lightning_prunelimit.pruning.refit import (
+    DEFAULT_REFIT_LR,
+    REFIT_OPTIMIZERS,
+    RefitResult,
+    check_refit_lr,
+    refit_kept_weights,
+)
+from lightning_prunelimit.pruning.restore import restore_on_exit
 from lightning_prunelimit.pruning.sparsity import SparsityReport, sparsity_report
 
 __all__ = [
+    "DEFAULT_REFIT_LR",
     "PRUNABLE_MODULE_TYPES",
+    "REFIT_OPTIMIZERS",
+    "RefitResult",
     "SparsityReport",
     "apply_masks",
     "check_amount",
     "check_parameter_names",
+    "check_refit_lr",
     "effective_parameter",
     "is_pruned",
     "global_magnitude_masks",
@@ -47,6 +59,8 @@ __all__ = [
     "num_to_prune",
     "parameter_key",
     "prunable_parameters",
+    "refit_kept_weights",
     "remove_masks",
+    "restore_on_exit",
     "sparsity_report",
 ]
