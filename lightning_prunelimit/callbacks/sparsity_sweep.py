@@ -29,7 +29,16 @@ from lightning_prunelimit.callbacks._shared import (
 from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
 from lightning_prunelimit.callbacks.sparsity_sweep_result import SparsitySweepResult
 from lightning_prunelimit.plotting import plot_sparsity_sweep
-from lightning_prunelimit.pruning import effective_parameter, num_to_prune, prunable_parameters
+from lightning_prunelimit.pruning import (
+    DEFAULT_REFIT_LR,
+    check_refit_lr,
+    effective_parameter,
+    global_magnitude_masks,
+    num_to_prune,
+    prunable_parameters,
+    refit_kept_weights,
+    restore_on_exit,
+)
 
 __all__ = ["DEFAULT_SPARSITIES", "SparsitySweep"]
 
@@ -129,6 +138,17 @@ class SparsitySweep(pl.Callback):
     evaluates a disjoint share and the sums (correct predictions, summed loss, sample count)
     are all-reduced, so every rank gets the one-process result.
 
+    **Re-fit.** The theory's limit is the sparsity at which *some* sparse weight vector keeps
+    the loss, i.e. with the kept weights re-fitted. With ``refit_steps > 0``, every probed
+    sparsity (except 0) is also evaluated after
+    :func:`~lightning_prunelimit.pruning.refit_kept_weights`: that many masked Adam steps at
+    ``refit_lr`` on the training data (the same ``num_samples`` and ``seed``, every rank on
+    the whole sample so all ranks re-fit the same model), pruned weights held at zero, the
+    model restored exactly afterwards. The re-fit curve gets its own bisection, with the same
+    criterion against the same dense model, and its limit is reported beside the one-shot one
+    (``result.refit_actual_limit``, logged as ``sparsity_sweep/refit_actual_limit``). Each
+    re-fitted point costs ``refit_steps`` training steps.
+
     **Logs** to every logger: ``sparsity_sweep/actual_limit``, ``sparsity_sweep/dense_accuracy``
     and ``sparsity_sweep/dense_loss``. Saves ``sparsity_sweep.png`` (accuracy against
     sparsity, with the actual limit and, when a ``PruningLimit`` is in the Trainer, the
@@ -150,6 +170,9 @@ class SparsitySweep(pl.Callback):
         batch_to_xy: maps a batch to ``(inputs, targets)``.
         parameters_to_prune: explicit ``(module, name)`` pairs to prune.
         parameter_names: parameter names taken from each Linear/Conv module.
+        refit_steps: masked optimizer steps re-fitting the kept weights at each sparsity (0:
+            one-shot only).
+        refit_lr: learning rate of the re-fit (Adam).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -172,6 +195,8 @@ class SparsitySweep(pl.Callback):
         batch_to_xy: BatchToXY | None = None,
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
         parameter_names: Sequence[str] = ("weight",),
+        refit_steps: int = 0,
+        refit_lr: float = DEFAULT_REFIT_LR,
     ) -> None:
         self.sparsities = _check_sparsities(sparsities)
         if metric not in ("accuracy", "loss"):
@@ -188,6 +213,10 @@ class SparsitySweep(pl.Callback):
             raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
         if isinstance(parameter_names, str):
             raise TypeError(f"parameter_names must be a sequence, pass ({parameter_names!r},)")
+        if isinstance(refit_steps, bool) or not isinstance(refit_steps, int) or refit_steps < 0:
+            raise ValueError(f"refit_steps must be an int >= 0, got {refit_steps!r}")
+        self.refit_steps = refit_steps
+        self.refit_lr = check_refit_lr(refit_lr)
         self.metric = metric
         self.tolerance = float(tolerance)
         self.refine_steps = refine_steps
@@ -251,8 +280,20 @@ class SparsitySweep(pl.Callback):
             seed=self.seed,
             batch_to_xy=self.batch_to_xy,
         )
+        refit_batches = None
+        if self.refit_steps:
+            refit_batches = collect_batches(
+                trainer,
+                pl_module,
+                split="train",
+                num_samples=self.num_samples,
+                seed=self.seed,
+                batch_to_xy=self.batch_to_xy,
+                shard=False,
+            ).batches
         points: dict[float, tuple[float, float]] = {}
-        total = len(self.sparsities) + self.refine_steps
+        refit_points: dict[float, tuple[float, float]] = {}
+        total = len(self.sparsities) + self.refine_steps * (2 if self.refit_steps else 1)
         with (
             _masked_weights(entries) as weights,
             progress_bar(trainer, total, "Sparsity sweep") as progress,
@@ -261,6 +302,26 @@ class SparsitySweep(pl.Callback):
             def evaluate(sparsity: float) -> None:
                 weights.prune(sparsity)
                 points[sparsity] = self._evaluate(trainer, pl_module, loss_fn, fixed)
+                if refit_batches is not None and sparsity == 0.0:
+                    refit_points[sparsity] = points[sparsity]
+                elif refit_batches is not None:
+                    masks = global_magnitude_masks(
+                        pl_module,
+                        sparsity,
+                        parameter_names=self.parameter_names,
+                        parameters_to_prune=self.parameters_to_prune,
+                    )
+                    with restore_on_exit(pl_module):
+                        refit_kept_weights(
+                            pl_module,
+                            masks,
+                            loss_fn,
+                            refit_batches,
+                            steps=self.refit_steps,
+                            lr=self.refit_lr,
+                            seed=self.seed,
+                        )
+                        refit_points[sparsity] = self._evaluate(trainer, pl_module, loss_fn, fixed)
                 progress(len(points), total)
 
             for sparsity in self.sparsities:
@@ -278,23 +339,29 @@ class SparsitySweep(pl.Callback):
                     "compared with it (check the learning rate and the inputs)"
                 )
 
-            def passes(sparsity: float) -> bool:
-                accuracy, loss = points[sparsity]
+            def passes(sparsity: float, table: dict[float, tuple[float, float]]) -> bool:
+                accuracy, loss = table[sparsity]
                 if self.metric == "loss":
                     return loss <= dense_loss + self.tolerance
                 return accuracy >= dense_accuracy - self.tolerance
 
-            low = max(s for s in self.sparsities if passes(s))
-            above = [s for s in self.sparsities if s > low]
-            if above:
-                high = min(above)
-                for _ in range(self.refine_steps):
-                    middle = (low + high) / 2
-                    counts = {num_to_prune(s, weights.num_weights) for s in (low, middle, high)}
-                    if len(counts) < 3:  # no model between low and high is left to try
-                        break
-                    evaluate(middle)
-                    low, high = (middle, high) if passes(middle) else (low, middle)
+            def search(table: dict[float, tuple[float, float]]) -> float:
+                low = max(s for s in table if passes(s, table))
+                above = [s for s in table if s > low]
+                if above:
+                    high = min(above)
+                    for _ in range(self.refine_steps):
+                        middle = (low + high) / 2
+                        counts = {num_to_prune(s, weights.num_weights) for s in (low, middle, high)}
+                        if len(counts) < 3:  # no model between low and high is left to try
+                            break
+                        evaluate(middle)
+                        low, high = (middle, high) if passes(middle, table) else (low, middle)
+                return max(s for s in table if passes(s, table))
+
+            low = search(points)
+            refit_low = search(refit_points) if refit_batches is not None else None
+            low = max(s for s in points if passes(s, points))  # the re-fit search adds points
         ordered = sorted(points)
         self.result = SparsitySweepResult(
             sparsities=tuple(ordered),
@@ -306,6 +373,10 @@ class SparsitySweep(pl.Callback):
             metric=self.metric,
             num_samples=fixed.total_samples or fixed.num_samples,
             split=fixed.split,
+            refit_accuracies=tuple(refit_points[s][0] for s in ordered) if refit_points else None,
+            refit_losses=tuple(refit_points[s][1] for s in ordered) if refit_points else None,
+            refit_actual_limit=refit_low,
+            refit_steps=self.refit_steps,
         )
         self._report(trainer, pl_module)
         return self.result
@@ -321,11 +392,14 @@ class SparsitySweep(pl.Callback):
         """
         if self.result is None:
             return {}
-        return {
+        metrics = {
             "sparsity_sweep/actual_limit": self.result.actual_limit,
             "sparsity_sweep/dense_accuracy": self.result.dense_accuracy,
             "sparsity_sweep/dense_loss": self.result.dense_loss,
         }
+        if self.result.refit_actual_limit is not None:
+            metrics["sparsity_sweep/refit_actual_limit"] = self.result.refit_actual_limit
+        return metrics
 
     def _report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         result = self.result

@@ -26,6 +26,13 @@ class SparsitySweepResult:
         metric: ``"accuracy"`` or ``"loss"``, the criterion of ``actual_limit``.
         num_samples: the number of samples each point was evaluated on.
         split: ``"val"`` or ``"train"``: the data evaluated.
+        refit_accuracies: accuracy at each sparsity after re-fitting the kept weights
+            (``SparsitySweep(refit_steps=n)``); at sparsity 0 the dense model's. ``None``
+            without a re-fit.
+        refit_losses: mean loss at each sparsity after the re-fit; ``None`` without one.
+        refit_actual_limit: the largest evaluated sparsity whose re-fitted model passes the
+            same criterion against the same dense model; ``None`` without a re-fit.
+        refit_steps: the number of re-fit steps at each sparsity (0: none).
 
     Example:
         >>> result = SparsitySweepResult((0.0, 0.5), (0.9, 0.8), (0.3, 0.5), 0.5, 0.9, 0.1)
@@ -42,9 +49,21 @@ class SparsitySweepResult:
     metric: str = "accuracy"
     num_samples: int = 0
     split: str = "val"
+    refit_accuracies: tuple[float, ...] | None = None
+    refit_losses: tuple[float, ...] | None = None
+    refit_actual_limit: float | None = None
+    refit_steps: int = 0
 
     def __post_init__(self) -> None:
         lengths = {len(self.sparsities), len(self.accuracies), len(self.losses)}
+        refit = (self.refit_accuracies, self.refit_losses, self.refit_actual_limit)
+        if any(x is None for x in refit) and not all(x is None for x in refit):
+            raise ValueError(
+                "refit_accuracies, refit_losses and refit_actual_limit go together: give all "
+                "three or none"
+            )
+        if self.refit_accuracies is not None and self.refit_losses is not None:
+            lengths |= {len(self.refit_accuracies), len(self.refit_losses)}
         if len(lengths) != 1:
             raise ValueError(
                 f"sparsities, accuracies and losses must have the same length, got {lengths}"
@@ -83,6 +102,10 @@ class SparsitySweepResult:
             "metric": str(self.metric),
             "num_samples": int(self.num_samples),
             "split": str(self.split),
+            "refit_accuracies": _floats(self.refit_accuracies),
+            "refit_losses": _floats(self.refit_losses),
+            "refit_actual_limit": _float(self.refit_actual_limit),
+            "refit_steps": int(self.refit_steps),
         }
 
     @classmethod
@@ -104,4 +127,20 @@ class SparsitySweepResult:
             metric=str(data.get("metric", "accuracy")),
             num_samples=int(data.get("num_samples", 0)),
             split=str(data.get("split", "val")),
+            refit_accuracies=_tuple(data.get("refit_accuracies")),
+            refit_losses=_tuple(data.get("refit_losses")),
+            refit_actual_limit=_float(data.get("refit_actual_limit")),
+            refit_steps=int(data.get("refit_steps", 0)),
         )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _floats(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else [float(x) for x in values]
+
+
+def _tuple(values: Any) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(x) for x in values)
