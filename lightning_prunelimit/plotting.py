@@ -225,7 +225,8 @@ def plot_sparsity_sweep(
 
     Draws the metric against sparsity, the pass threshold (dense value minus / plus the
     tolerance), the actual limit found by the sweep and, when given, the predicted sparsity:
-    prediction and reality on one plot.
+    prediction and reality on one plot. A result with a re-fit curve (``refit_accuracies``)
+    also gets that curve and its limit.
 
     Args:
         result: a ``SparsitySweepResult``.
@@ -270,10 +271,28 @@ def plot_sparsity_sweep(
         axes.axvspan(
             low, high, color="tab:red", alpha=0.12, lw=0, label=f"predicted [{low:.3f}, {high:.3f}]"
         )
+    refit_values = getattr(result, "refit_losses" if loss else "refit_accuracies", None)
+    refit_limit = getattr(result, "refit_actual_limit", None)
+    if refit_values is not None and refit_limit is not None:
+        steps = getattr(result, "refit_steps", 0)
+        axes.plot(
+            sparsities,
+            list(refit_values),
+            "s-",
+            ms=3,
+            color="tab:orange",
+            label=f"pruned, re-fitted {steps} steps, {result.metric}",
+        )
+        axes.axvline(
+            refit_limit, color="tab:orange", ls="--", label=f"re-fit limit {refit_limit:.4f}"
+        )
     axes.set_xlabel("sparsity (fraction of weights pruned)")
     axes.set_ylabel("mean loss" if loss else "top-1 accuracy")
     axes.set_xlim(-0.02, 1.0)
-    axes.set_title("One-shot global magnitude pruning, no fine-tuning")
+    axes.set_title(
+        "One-shot global magnitude pruning"
+        + (", with and without re-fit" if refit_values is not None else ", no fine-tuning")
+    )
     axes.legend(loc="best")
     axes.grid(alpha=0.3)
     return figure

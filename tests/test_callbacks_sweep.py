@@ -138,16 +138,19 @@ def test_prediction_and_reality_on_one_plot(tmp_path, monkeypatch):
     drawn = []
     original = sparsity_sweep.plot_sparsity_sweep
 
-    def spy(result, *, predicted_sparsity=None):
-        drawn.append(predicted_sparsity)
-        return original(result, predicted_sparsity=predicted_sparsity)
+    def spy(result, *, predicted_sparsity=None, predicted_interval=None):
+        drawn.append((predicted_sparsity, predicted_interval))
+        return original(
+            result, predicted_sparsity=predicted_sparsity, predicted_interval=predicted_interval
+        )
 
     monkeypatch.setattr(sparsity_sweep, "plot_sparsity_sweep", spy)
     limit = PruningLimit(epsilon_batch_size=16)
     callbacks = [SparsitySweep(refine_steps=1), limit, HessianSpectrum(num_iters=4, top_k=0)]
     trainer = make_trainer(tmp_path, callbacks, max_epochs=1)
     trainer.fit(TinyClassifier(hidden=8), DigitsWithVal(num_train=64, num_val=64, batch_size=32))
-    assert drawn == [limit.prediction.sparsity]
+    assert drawn == [(limit.prediction.sparsity, limit.prediction.sparsity_interval)]
+    assert drawn[0][1] is not None
     assert (Path(trainer.logger.log_dir) / "sparsity_sweep.png").exists()
 
 

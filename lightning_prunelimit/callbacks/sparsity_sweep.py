@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch import Tensor, nn
 
 from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
@@ -25,13 +26,17 @@ from lightning_prunelimit.callbacks._output import log_scalars, log_wandb, save_
 from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
 from lightning_prunelimit.plotting import plot_sparsity_sweep
 from lightning_prunelimit.pruning import (
+    DEFAULT_REFIT_LR,
     DEFAULT_SPARSITIES,
     METRICS,
     SparsitySweepResult,
     actual_pruning_limit,
+    check_refit_lr,
     check_sparsities,
     evaluate_model,
     prunable_parameters,
+    refit_kept_weights,
+    restore_on_exit,
 )
 
 __all__ = ["DEFAULT_SPARSITIES", "SparsitySweep"]
@@ -70,10 +75,22 @@ class SparsitySweep(FitEndCallback):
     evaluates a disjoint share and the sums (correct predictions, summed loss, sample count)
     are all-reduced, so every rank gets the one-process result.
 
+    **Re-fit.** The theory's limit is the sparsity at which *some* sparse weight vector keeps
+    the loss, i.e. with the kept weights re-fitted. With ``refit_steps > 0``, every probed
+    sparsity (except 0) is also evaluated after
+    :func:`~lightning_prunelimit.pruning.refit_kept_weights`: that many masked Adam steps at
+    ``refit_lr`` on the training data (the same ``num_samples`` and ``seed``, every rank on
+    the whole sample so all ranks re-fit the same model), pruned weights held at zero, the
+    model restored exactly afterwards. The re-fit curve gets its own bisection, with the same
+    criterion against the same dense model, and its limit is reported beside the one-shot one
+    (``result.refit_actual_limit``, logged as ``sparsity_sweep/refit_actual_limit``). Each
+    re-fitted point costs ``refit_steps`` training steps.
+
     **Logs** to every logger: ``sparsity_sweep/actual_limit``, ``sparsity_sweep/dense_accuracy``
-    and ``sparsity_sweep/dense_loss``. Saves ``sparsity_sweep.png`` (accuracy against
-    sparsity, with the actual limit and, when a ``PruningLimit`` is in the Trainer, the
-    predicted sparsity: prediction and reality on one plot) in the run's log directory; with a
+    and ``sparsity_sweep/dense_loss`` (and ``sparsity_sweep/refit_actual_limit``). Saves
+    ``sparsity_sweep.png`` (accuracy against sparsity, with the actual limit and, when a
+    ``PruningLimit`` is in the Trainer, the predicted sparsity and its interval: prediction and
+    reality on one plot) in the run's log directory; with a
     ``WandbLogger`` also the image, the curve as a table (``sparsity_sweep/curve``) and a line
     plot (``sparsity_sweep/accuracy``).
 
@@ -91,6 +108,9 @@ class SparsitySweep(FitEndCallback):
         batch_to_xy: maps a batch to ``(inputs, targets)``.
         parameters_to_prune: explicit ``(module, name)`` pairs to prune.
         parameter_names: parameter names taken from each Linear/Conv module.
+        refit_steps: masked optimizer steps re-fitting the kept weights at each sparsity (0:
+            one-shot only).
+        refit_lr: learning rate of the re-fit (Adam).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -113,8 +133,14 @@ class SparsitySweep(FitEndCallback):
         batch_to_xy: BatchToXY | None = None,
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
         parameter_names: Sequence[str] = ("weight",),
+        refit_steps: int = 0,
+        refit_lr: float = DEFAULT_REFIT_LR,
     ) -> None:
         super().__init__()
+        if isinstance(refit_steps, bool) or not isinstance(refit_steps, int) or refit_steps < 0:
+            raise ValueError(f"refit_steps must be an int >= 0, got {refit_steps!r}")
+        self.refit_steps = refit_steps
+        self.refit_lr = check_refit_lr(refit_lr)
         self.sparsities = check_sparsities(sparsities)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -178,7 +204,28 @@ class SparsitySweep(FitEndCallback):
         def evaluate(sparsity: float, masks: Mapping[str, Tensor]) -> tuple[float, float]:
             return evaluate_model(pl_module, loss_fn, fixed.batches, reduce=reduce)
 
-        total = len(sparsities) + refine_steps
+        evaluate_refit = None
+        refit_steps = min(self.refit_steps, 2) if trainer.fast_dev_run else self.refit_steps
+        if refit_steps:
+            refit_batches = collect_batches(
+                trainer,
+                pl_module,
+                split="train",
+                num_samples=token_num_samples(trainer, self.num_samples, "train"),
+                seed=self.seed,
+                batch_to_xy=resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer),
+                shard=False,
+            ).batches
+
+            def evaluate_refit(sparsity: float, masks: Mapping[str, Tensor]) -> tuple[float, float]:
+                with restore_on_exit(pl_module), torch.inference_mode(False), torch.enable_grad():
+                    refit_kept_weights(
+                        pl_module, masks, loss_fn, refit_batches, steps=refit_steps,
+                        lr=self.refit_lr, seed=self.seed,
+                    )  # fmt: skip
+                    return evaluate(sparsity, masks)
+
+        total = len(sparsities) + refine_steps * (2 if refit_steps else 1)
         with eager(), stage(trainer, total, "Sparsity sweep") as progress:
             try:
                 result = actual_pruning_limit(
@@ -191,11 +238,15 @@ class SparsitySweep(FitEndCallback):
                     parameter_names=self.parameter_names,
                     parameters_to_prune=self.parameters_to_prune,
                     progress=progress,
+                    evaluate_refit=evaluate_refit,
                 )
             except ValueError as error:
                 raise ValueError(f"SparsitySweep on the {fixed.split} data: {error}") from None
         self.result = dataclasses.replace(
-            result, num_samples=fixed.total_samples or fixed.num_samples, split=fixed.split
+            result,
+            num_samples=fixed.total_samples or fixed.num_samples,
+            split=fixed.split,
+            refit_steps=refit_steps,
         )
         self._mark_computed(trainer)
         self._report(trainer, pl_module)
@@ -224,23 +275,29 @@ class SparsitySweep(FitEndCallback):
         """
         if self.result is None:
             return {}
-        return {
+        values = {
             "sparsity_sweep/actual_limit": self.result.actual_limit,
             "sparsity_sweep/dense_accuracy": self.result.dense_accuracy,
             "sparsity_sweep/dense_loss": self.result.dense_loss,
         }
+        if self.result.refit_actual_limit is not None:
+            values["sparsity_sweep/refit_actual_limit"] = self.result.refit_actual_limit
+        return values
 
     def _report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         result = self.result
         assert result is not None
         limit = find_callback(trainer, PruningLimit)
-        predicted = None
+        predicted = interval = None
         if limit is not None:
-            predicted = limit.ensure_predicted(trainer, pl_module).sparsity
+            prediction = limit.ensure_predicted(trainer, pl_module)
+            predicted, interval = prediction.sparsity, prediction.sparsity_interval
         log_scalars(trainer, self.metrics(), progress_bar=["sparsity_sweep/actual_limit"])
         save_figure(
             trainer,
-            lambda: plot_sparsity_sweep(result, predicted_sparsity=predicted),
+            lambda: plot_sparsity_sweep(
+                result, predicted_sparsity=predicted, predicted_interval=interval
+            ),
             "sparsity_sweep.png",
             "sparsity_sweep/figure",
         )

@@ -41,6 +41,13 @@ from lightning_prunelimit.pruning.parameters import (
     parameter_key,
     prunable_parameters,
 )
+from lightning_prunelimit.pruning.refit import (
+    DEFAULT_REFIT_LR,
+    REFIT_OPTIMIZERS,
+    RefitResult,
+    check_refit_lr,
+    refit_kept_weights,
+)
 from lightning_prunelimit.pruning.reparametrization import (
     MASK_SUFFIX,
     ORIG_SUFFIX,
@@ -51,15 +58,19 @@ from lightning_prunelimit.pruning.reparametrization import (
     plain_parameter_name,
     pruned_names,
 )
+from lightning_prunelimit.pruning.restore import restore_on_exit
 from lightning_prunelimit.pruning.sparsity import SparsityReport, sparsity_report
 
 __all__ = [
+    "DEFAULT_REFIT_LR",
     "DEFAULT_SPARSITIES",
     "MASK_SUFFIX",
     "METRICS",
     "ORIG_SUFFIX",
     "PRUNABLE_MODULE_TYPES",
+    "REFIT_OPTIMIZERS",
     "MaskedWeights",
+    "RefitResult",
     "SparsityReport",
     "SparsitySweepResult",
     "actual_pruning_limit",
@@ -67,6 +78,7 @@ __all__ = [
     "check_amount",
     "check_parameter_names",
     "check_sparsities",
+    "check_refit_lr",
     "effective_parameter",
     "evaluate_model",
     "fold_pruned_entries",
@@ -81,6 +93,8 @@ __all__ = [
     "plain_parameter_name",
     "prunable_parameters",
     "pruned_names",
+    "refit_kept_weights",
     "remove_masks",
+    "restore_on_exit",
     "sparsity_report",
 ]

@@ -4,9 +4,10 @@ Pure PyTorch (no Lightning). :func:`actual_pruning_limit` prunes a model's weigh
 magnitude to each sparsity of a coarse grid (in place, restored exactly afterwards), asks an
 ``evaluate`` callable for the accuracy and the loss there, then refines between the largest
 passing grid point and the next one by bisection. ``evaluate`` is called once per mask set
-with the sparsity and the keep-masks in force, so it may do more than evaluate (e.g. re-fit the
-kept weights for a few masked steps) as long as it keeps the masked entries at zero.
-:class:`SparsitySweepResult` holds the measured curve and the limit.
+with the sparsity and the keep-masks in force. With ``evaluate_refit`` a second curve is
+measured at the same sparsities (e.g. after re-fitting the kept weights for a few masked steps,
+the limit the theory speaks of) and refined by its own bisection.
+:class:`SparsitySweepResult` holds the measured curves and the limits.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class SparsitySweepResult:
         metric: ``"accuracy"`` or ``"loss"``, the criterion of ``actual_limit``.
         num_samples: the number of samples each point was evaluated on.
         split: ``"val"`` or ``"train"``: the data evaluated.
+        refit_accuracies: accuracy at each sparsity after re-fitting the kept weights
+            (``SparsitySweep(refit_steps=n)``); at sparsity 0 the dense model's. ``None``
+            without a re-fit.
+        refit_losses: mean loss at each sparsity after the re-fit; ``None`` without one.
+        refit_actual_limit: the largest evaluated sparsity whose re-fitted model passes the
+            same criterion against the same dense model; ``None`` without a re-fit.
+        refit_steps: the number of re-fit steps at each sparsity (0: none).
 
     Example:
         >>> result = SparsitySweepResult((0.0, 0.5), (0.9, 0.8), (0.3, 0.5), 0.5, 0.9, 0.1)
@@ -99,9 +107,21 @@ class SparsitySweepResult:
     metric: str = "accuracy"
     num_samples: int = 0
     split: str = "val"
+    refit_accuracies: tuple[float, ...] | None = None
+    refit_losses: tuple[float, ...] | None = None
+    refit_actual_limit: float | None = None
+    refit_steps: int = 0
 
     def __post_init__(self) -> None:
         lengths = {len(self.sparsities), len(self.accuracies), len(self.losses)}
+        refit = (self.refit_accuracies, self.refit_losses, self.refit_actual_limit)
+        if any(x is None for x in refit) and not all(x is None for x in refit):
+            raise ValueError(
+                "refit_accuracies, refit_losses and refit_actual_limit go together: give all "
+                "three or none"
+            )
+        if self.refit_accuracies is not None and self.refit_losses is not None:
+            lengths |= {len(self.refit_accuracies), len(self.refit_losses)}
         if len(lengths) != 1:
             raise ValueError(
                 f"sparsities, accuracies and losses must have the same length, got {lengths}"
@@ -140,6 +160,10 @@ class SparsitySweepResult:
             "metric": str(self.metric),
             "num_samples": int(self.num_samples),
             "split": str(self.split),
+            "refit_accuracies": _floats(self.refit_accuracies),
+            "refit_losses": _floats(self.refit_losses),
+            "refit_actual_limit": _float(self.refit_actual_limit),
+            "refit_steps": int(self.refit_steps),
         }
 
     @classmethod
@@ -161,7 +185,23 @@ class SparsitySweepResult:
             metric=str(data.get("metric", "accuracy")),
             num_samples=int(data.get("num_samples", 0)),
             split=str(data.get("split", "val")),
+            refit_accuracies=_tuple(data.get("refit_accuracies")),
+            refit_losses=_tuple(data.get("refit_losses")),
+            refit_actual_limit=_float(data.get("refit_actual_limit")),
+            refit_steps=int(data.get("refit_steps", 0)),
         )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _floats(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else [float(x) for x in values]
+
+
+def _tuple(values: Any) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(x) for x in values)
 
 
 def actual_pruning_limit(
@@ -175,6 +215,7 @@ def actual_pruning_limit(
     parameter_names: Sequence[str] = ("weight",),
     parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
     progress: Callable[[int, int], None] | None = None,
+    evaluate_refit: Evaluate | None = None,
 ) -> SparsitySweepResult:
     """Measure the largest sparsity whose one-shot pruned model still passes.
 
@@ -200,6 +241,11 @@ def actual_pruning_limit(
         parameter_names: parameter names taken from each Linear/Conv module.
         parameters_to_prune: explicit ``(module, name)`` pairs to prune.
         progress: called as ``progress(done, total)`` after each evaluation.
+        evaluate_refit: a second ``(sparsity, keep_masks) -> (accuracy, loss)``, called at
+            every measured sparsity but 0 after ``evaluate`` (it must leave the weights as it
+            found them, e.g. re-fit under ``restore_on_exit``); its curve gets its own
+            bisection (``refine_steps`` more points, measured with both) and its limit is
+            ``refit_actual_limit``.
 
     Raises:
         ValueError: for bad settings, for ``metric="accuracy"`` when the dense accuracy is NaN
@@ -228,13 +274,23 @@ def actual_pruning_limit(
     if not callable(evaluate):
         raise TypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
 
+    if evaluate_refit is not None and not callable(evaluate_refit):
+        raise TypeError(f"evaluate_refit must be callable, got {type(evaluate_refit).__name__}")
     points: dict[float, tuple[float, float]] = {}
-    total = len(grid) + refine_steps
+    refit_points: dict[float, tuple[float, float]] = {}
+    total = len(grid) + refine_steps * (1 if evaluate_refit is None else 2)
     with MaskedWeights(model, parameter_names, parameters_to_prune) as weights:
 
         def measure(sparsity: float) -> None:
-            accuracy, loss = evaluate(sparsity, weights.prune(sparsity))
+            masks = weights.prune(sparsity)
+            accuracy, loss = evaluate(sparsity, masks)
             points[sparsity] = (float(accuracy), float(loss))
+            if evaluate_refit is not None:
+                if sparsity == 0.0:  # nothing pruned: the dense model is its own re-fit
+                    refit_points[sparsity] = points[sparsity]
+                else:
+                    accuracy, loss = evaluate_refit(sparsity, masks)
+                    refit_points[sparsity] = (float(accuracy), float(loss))
             if progress is not None:
                 progress(len(points), total)
 
@@ -253,15 +309,17 @@ def actual_pruning_limit(
                 "rate and the inputs)"
             )
 
-        def passes(sparsity: float) -> bool:
-            accuracy, loss = points[sparsity]
+        def passes(sparsity: float, table: Mapping[float, tuple[float, float]]) -> bool:
+            accuracy, loss = table[sparsity]
             if metric == "loss":
                 return loss <= dense_loss + tolerance
             return accuracy >= dense_accuracy - tolerance
 
-        low = max(s for s in grid if passes(s))
-        above = [s for s in grid if s > low]
-        if above:
+        def search(table: dict[float, tuple[float, float]]) -> None:
+            low = max(s for s in table if passes(s, table))
+            above = [s for s in table if s > low]
+            if not above:
+                return
             high = min(above)
             for _ in range(refine_steps):
                 middle = (low + high) / 2
@@ -269,7 +327,16 @@ def actual_pruning_limit(
                 if len(counts) < 3:  # no model between low and high is left to try
                     break
                 measure(middle)
-                low, high = (middle, high) if passes(middle) else (low, middle)
+                low, high = (middle, high) if passes(middle, table) else (low, middle)
+
+        search(points)
+        if evaluate_refit is not None:
+            search(refit_points)
+    # The largest passing evaluated sparsity of each curve (the re-fit search adds points).
+    low = max(s for s in points if passes(s, points))
+    refit_low = None
+    if evaluate_refit is not None:
+        refit_low = max(s for s in refit_points if passes(s, refit_points))
     ordered = sorted(points)
     return SparsitySweepResult(
         sparsities=tuple(ordered),
@@ -279,4 +346,7 @@ def actual_pruning_limit(
         dense_accuracy=dense_accuracy,
         tolerance=float(tolerance),
         metric=metric,
+        refit_accuracies=tuple(refit_points[s][0] for s in ordered) if refit_points else None,
+        refit_losses=tuple(refit_points[s][1] for s in ordered) if refit_points else None,
+        refit_actual_limit=refit_low,
     )
