@@ -28,6 +28,7 @@ from lightning_prunelimit.curvature import (
     top_eigenvalues,
 )
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS
+from lightning_prunelimit.curvature.memory_plan import check_memory_budget
 from lightning_prunelimit.curvature.parameter_selection import ParameterSelection
 from lightning_prunelimit.plotting import plot_spectrum, spectrum_density_curve
 
@@ -87,6 +88,10 @@ class HessianSpectrum(pl.Callback):
         augment: keep the datamodule's augmentation on while reading the sample.
         top_iters: Lanczos step budget of the top eigenvalues (default: that of
             ``curvature.top_eigenvalues``, which stops earlier once they converge).
+        memory_budget_gb: device memory (GiB) for the SLQ state and products; probes then
+            run in groups and the basis may leave the device, same result (see
+            ``curvature.stochastic_lanczos_quadrature``). ``None``: from the free memory on a
+            GPU, unbounded on the CPU.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -110,6 +115,7 @@ class HessianSpectrum(pl.Callback):
         params: ParameterSelection = None,
         augment: bool = False,
         top_iters: int | None = None,
+        memory_budget_gb: float | None = None,
     ) -> None:
         self.num_iters = _check_int("num_iters", num_iters, 1)
         self.num_probes = _check_int("num_probes", num_probes, 1)
@@ -133,6 +139,7 @@ class HessianSpectrum(pl.Callback):
         if top_iters is not None:
             _check_int("top_iters", top_iters, max(1, self.top_k))
         self.top_iters = top_iters
+        self.memory_budget_gb = check_memory_budget(memory_budget_gb)
 
         self.spectrum: Spectrum | None = None
         self.top_eigenvalues: Tensor | None = None
@@ -198,6 +205,7 @@ class HessianSpectrum(pl.Callback):
                     num_probes=self.num_probes,
                     seed=self.seed,
                     progress=bar,
+                    memory_budget_gb=self.memory_budget_gb,
                 )
             top = torch.empty(0, dtype=torch.float64)
             if self.top_k:

@@ -251,13 +251,16 @@ def lanczos(
                         "it must return the block's shape"
                     )
                 w = w.to(device=device, dtype=dtype)
-                alpha = (w * q).sum(dim=1)
-                w = w - alpha[:, None] * q
+                if w.untyped_storage().data_ptr() == q.untyped_storage().data_ptr():
+                    w = w.clone()  # the operator handed back (a view of) its input
+                # in place from here on: no temporaries the size of the block
+                alpha = torch.bmm(w.unsqueeze(1), q.unsqueeze(2)).view(-1)
+                w.addcmul_(alpha[:, None], q, value=-1)
                 del q
                 if j > 0:
                     previous = basis.read(active, j - 1)
                     beta_previous = betas[active, j - 1].to(device=device, dtype=dtype)
-                    w = w - beta_previous[:, None] * previous
+                    w.addcmul_(beta_previous[:, None], previous, value=-1)
                     del previous
                 for _ in range(2):  # classical Gram-Schmidt, twice
                     w = basis.orthogonalise(active, j, w)
@@ -279,8 +282,11 @@ def lanczos(
                 if j + 1 < m and bool(going.any()):
                     keep = going.nonzero().view(-1)
                     continuing = [active[int(r)] for r in keep]
-                    keep_device = keep.to(device)
-                    basis.write(continuing, j + 1, w[keep_device] / beta[keep_device, None])
+                    if len(continuing) == len(active):
+                        basis.write(continuing, j + 1, w.div_(beta[:, None]))
+                    else:
+                        keep_device = keep.to(device)
+                        basis.write(continuing, j + 1, w[keep_device] / beta[keep_device, None])
                     active = continuing
                 else:
                     active = []

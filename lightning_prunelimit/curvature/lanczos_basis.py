@@ -136,7 +136,10 @@ class LanczosBasis:
             if len(probes) == self.num_probes:
                 return self._tensor[:, index]
             return self._tensor[torch.tensor(list(probes), device=self.device), index]
-        return torch.stack([self._read_rows(p, index, index + 1)[0] for p in probes])
+        out = torch.empty(len(probes), self.dim, dtype=self.dtype, device=self.device)
+        for row, probe in enumerate(probes):  # one at a time: a disk read reuses its buffer
+            out[row] = self._read_rows(probe, index, index + 1)[0]
+        return out
 
     def orthogonalise(self, probes: Sequence[int], index: int, w: Tensor) -> Tensor:
         """One classical Gram-Schmidt sweep of ``w[r]`` against vectors ``0..index`` of its run.
@@ -157,15 +160,16 @@ class LanczosBasis:
             if len(probes) == self.num_probes:
                 span = self._tensor[:, : index + 1]
                 coefficients = torch.bmm(span, w.unsqueeze(2))
-                return w - torch.bmm(coefficients.transpose(1, 2), span).squeeze(1)
+                w.unsqueeze(1).baddbmm_(coefficients.transpose(1, 2), span, alpha=-1)
+                return w
             for row, probe in enumerate(probes):
                 span = self._tensor[probe, : index + 1]
-                w[row] -= (span @ w[row]) @ span
+                w[row].addmv_(span.T, span @ w[row], alpha=-1)
             return w
         for row, probe in enumerate(probes):
             for start in range(0, index + 1, self.chunk):
                 span = self._read_rows(probe, start, min(start + self.chunk, index + 1))
-                w[row] -= (span @ w[row]) @ span
+                w[row].addmv_(span.T, span @ w[row], alpha=-1)
                 del span
         return w
 
@@ -178,7 +182,7 @@ class LanczosBasis:
             >>> basis.close()
         """
         self._tensor = self._buffer = None
-        if self._file is not None:
+        if getattr(self, "_file", None) is not None:
             self._file.close()
             self._file = None
 

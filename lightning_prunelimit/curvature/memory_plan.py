@@ -12,12 +12,25 @@ import torch
 GIB = 2**30
 """Bytes per GiB: budgets in ``memory_budget_gb`` are GiB (``2**30`` bytes)."""
 
-WORK_VECTORS_PER_PROBE = 6
+WORK_VECTORS_PER_PROBE = 4
 """Vectors of ``dim`` entries each running probe needs besides its basis (product, residual,
 temporaries of the three-term recurrence and of Gram-Schmidt)."""
 
 DEFAULT_FREE_FRACTION = 0.9
 DEFAULT_MARGIN_BYTES = GIB // 2
+
+
+def format_bytes(size: float) -> str:
+    """A byte count for people: B, KiB, MiB or GiB with three significant digits.
+
+    Example:
+        >>> format_bytes(512), format_bytes(3 * 2**20), format_bytes(1.5 * 2**30)
+        ('512 B', '3 MiB', '1.5 GiB')
+    """
+    for unit, scale in (("GiB", GIB), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(size) >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size:.0f} B"
 
 
 def default_memory_budget(device: torch.device | str) -> float | None:
@@ -81,26 +94,26 @@ class LanczosMemoryPlan:
             >>> plan = plan_lanczos_memory(10**6, 8, 2, dtype=torch.float32, device="cpu")
             >>> print(plan.describe())  # doctest: +NORMALIZE_WHITESPACE
             SLQ memory: 2 probes x 8 steps, dim 1,000,000, on cpu: basis on the device,
-            1 group of 2; estimated peak 0.119 GiB for the Lanczos state and products (no budget)
+            1 group of 2; estimated peak 107 MiB for the Lanczos state and products (no budget)
         """
         groups = f"{self.num_groups} group{'s' if self.num_groups > 1 else ''}"
         where = "on the device"
         if self.basis_storage != "device":
             place = "in host memory" if self.basis_storage == "host" else "in a temporary file"
             where = (
-                f"{place} ({self.offloaded_bytes / GIB:.3f} GiB), re-orthogonalised "
+                f"{place} ({format_bytes(self.offloaded_bytes)}), re-orthogonalised "
                 f"{self.reorth_chunk} vectors at a time"
             )
         block = "" if self.hvp_block_size is None else f", {self.hvp_block_size} HVPs per pass"
         budget = (
             "no budget"
             if self.budget_bytes is None
-            else f"budget {self.budget_bytes / GIB:.3f} GiB, memory_budget_gb"
+            else f"memory_budget_gb={self.budget_bytes / GIB:.3g}"
         )
         return (
             f"SLQ memory: {self.num_probes} probes x {self.num_iters} steps, dim {self.dim:,}, "
             f"on {self.device}: basis {where}, {groups} of {self.group_size}{block}; estimated "
-            f"peak {self.estimated_bytes / GIB:.3f} GiB for the Lanczos state and products "
+            f"peak {format_bytes(self.estimated_bytes)} for the Lanczos state and products "
             f"({budget})"
         )
 
@@ -153,7 +166,7 @@ def plan_lanczos_memory(
     """Lay out a lockstep Lanczos run of ``num_probes`` probes so that it fits ``budget_gb``.
 
     The estimate of a group of ``k`` probes with the basis on the device is ``k * m * dim``
-    basis entries (``m = min(num_iters, dim)``), ``6 k dim`` entries of work vectors and
+    basis entries (``m = min(num_iters, dim)``), ``4 k dim`` entries of work vectors and
     ``hvp_bytes(k, c)`` for one Hessian-vector product of ``k`` vectors in chunks of ``c``
     (default ``2 k dim`` entries: the block and its product). The plan takes, in this order of
     preference: every probe at once with its basis on the device; fewer probes per group
@@ -173,7 +186,7 @@ def plan_lanczos_memory(
         >>> plan = plan_lanczos_memory(10**6, 128, 4, dtype=torch.float32, device="cpu",
         ...                            budget_gb=0.25)
         >>> plan.basis_storage, plan.group_size, plan.reorth_chunk
-        ('disk', 4, 35)
+        ('disk', 4, 43)
     """
     dim = _check_positive_int("dim", dim)
     num_iters = _check_positive_int("num_iters", num_iters)
@@ -236,9 +249,9 @@ def plan_lanczos_memory(
             return make(k, storage, chunk, c, offloaded(k, c, chunk))
     need = offloaded(1, 1, 1)
     raise ValueError(
-        f"memory_budget_gb={budget:g} cannot hold even one probe: it needs about "
-        f"{need / GIB:.3f} GiB on {device} ({WORK_VECTORS_PER_PROBE + 1} vectors of "
-        f"{vector / GIB:.3f} GiB and {product(1, 1) / GIB:.3f} GiB for one Hessian-vector "
-        f"product). Raise memory_budget_gb to at least {need / GIB:.3f}, or shrink the product: "
+        f"memory_budget_gb={budget:.3g} ({format_bytes(limit)}) cannot hold even one probe: it "
+        f"needs about {format_bytes(need)} on {device} ({WORK_VECTORS_PER_PROBE + 1} vectors of "
+        f"{format_bytes(vector)} and {format_bytes(product(1, 1))} for one Hessian-vector "
+        f"product). Raise memory_budget_gb to at least {need / GIB:.3g}, or shrink the product: "
         "smaller batches (the loader's batch size) or fewer parameters (params=...)"
     )
