@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,16 @@ from torch import Tensor
 
 STORAGES = ("device", "host", "disk")
 """Places a :class:`LanczosBasis` can keep its vectors."""
+
+
+def _host_tensor(shape: tuple[int, ...], dtype: torch.dtype, *, pin: bool) -> Tensor:
+    """An empty host tensor, page-locked when asked and possible (faster copies to a GPU)."""
+    if pin:
+        try:
+            return torch.empty(shape, dtype=dtype, pin_memory=True)
+        except RuntimeError:  # page-locked memory is limited; pageable memory still works
+            pass
+    return torch.empty(shape, dtype=dtype)
 
 
 class LanczosBasis:
@@ -65,16 +76,25 @@ class LanczosBasis:
         self._tensor: Tensor | None = None
         self._file: Any = None
         self._buffer: Tensor | None = None
-        pin = self.device.type == "cuda"
+        shape = (num_probes, num_vectors, dim)
         if storage == "device":
-            self._tensor = torch.empty(num_probes, num_vectors, dim, dtype=dtype, device=device)
+            self._tensor = torch.empty(shape, dtype=dtype, device=device)
         elif storage == "host":
-            self._tensor = torch.empty(num_probes, num_vectors, dim, dtype=dtype, pin_memory=pin)
+            self._tensor = _host_tensor(shape, dtype, pin=self.device.type == "cuda")
         else:
+            size = num_probes * num_vectors * dim * self._item
+            folder = tempfile.gettempdir()
+            free = shutil.disk_usage(folder).free
+            if free < size:
+                raise OSError(
+                    f"the Lanczos basis needs {size / 2**30:.2f} GiB in a temporary file but "
+                    f"{folder} has {free / 2**30:.2f} GiB free: point TMPDIR at a larger disk, "
+                    "raise memory_budget_gb, or use fewer num_iters"
+                )
             # closed by close() or when collected
             self._file = tempfile.TemporaryFile(prefix="lanczos-basis-")  # noqa: SIM115
-            self._file.truncate(num_probes * num_vectors * dim * self._item)
-            self._buffer = torch.empty(self.chunk, dim, dtype=dtype, pin_memory=pin)
+            self._file.truncate(size)
+            self._buffer = _host_tensor((self.chunk, dim), dtype, pin=self.device.type == "cuda")
 
     # -- storage ----------------------------------------------------------------------------
 
