@@ -18,6 +18,7 @@ from lightning_prunelimit.curvature import (
     HessianOperator,
     Spectrum,
     hutchinson_trace,
+    plan_lanczos_memory,
     stochastic_lanczos_quadrature,
     top_eigenvalues,
 )
@@ -188,8 +189,33 @@ def test_progress_bar_only_when_the_trainer_shows_one(tmp_path, capsys):
         ({"backend": "curvlinops"}, "unknown backend"),
         ({"num_samples": 0}, "num_samples"),
         ({"top_k": 5, "top_iters": 3}, "top_iters must be an int >= 5"),
+        ({"memory_budget_gb": 0}, "memory_budget_gb must be a positive number"),
+        ({"memory_budget_gb": float("inf")}, "memory_budget_gb must be a positive number"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HessianSpectrum(**kwargs)
+
+
+def test_a_memory_budget_gives_the_unbudgeted_spectrum(tmp_path):
+    model = TinyClassifier(hidden=8)
+    budget = 2.7e-4  # GiB (290 KB): the products take most, one probe's basis does not fit
+    callback = HessianSpectrum(
+        num_iters=8, num_probes=3, top_k=0, trace_probes=0, seed=3, memory_budget_gb=budget
+    )
+    assert callback.memory_budget_gb == budget
+    trainer = make_trainer(tmp_path, [callback], max_epochs=1)
+    trainer.fit(model, DigitsDataModule(num_train=128, batch_size=64))
+
+    op = HessianOperator(model, nn.CrossEntropyLoss(), _batches(torch.arange(128), 64))
+    free = stochastic_lanczos_quadrature(op, num_iters=8, num_probes=3, seed=3)
+    plan = plan_lanczos_memory(
+        op.dim, 8, 3, dtype=op.dtype, device="cpu", budget_gb=budget, hvp_bytes=op.hvp_memory_bytes
+    )
+    assert plan.basis_storage == "disk"
+    scale = float(free.nodes.abs().max())
+    torch.testing.assert_close(callback.spectrum.nodes, free.nodes, rtol=0, atol=1e-5 * scale)
+    torch.testing.assert_close(callback.spectrum.weights, free.weights, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="Raise memory_budget_gb"):
+        stochastic_lanczos_quadrature(op, num_iters=8, memory_budget_gb=1e-7)

@@ -38,6 +38,7 @@ from lightning_prunelimit.curvature import (
     top_eigenvalues,
 )
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS
+from lightning_prunelimit.curvature.memory_plan import check_memory_budget
 from lightning_prunelimit.curvature.parameter_selection import ParameterSelection
 from lightning_prunelimit.curvature.top_eigenvalues import default_top_eigenvalue_iters
 from lightning_prunelimit.plotting import plot_spectrum, spectrum_density_curve
@@ -152,6 +153,10 @@ class HessianSpectrum(FitEndCallback):
         max_iters: the most Lanczos steps of ``num_iters="auto"``.
         every_n_epochs: also compute at the end of every n-th training epoch (None: at the end
             of training only).
+        memory_budget_gb: device memory (GiB) for the SLQ state and products; probes then
+            run in groups and the basis may leave the device, same result (see
+            ``curvature.stochastic_lanczos_quadrature``). ``None``: from the free memory on a
+            GPU, unbounded on the CPU.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -180,6 +185,7 @@ class HessianSpectrum(FitEndCallback):
         tolerance: float = 0.01,
         max_iters: int = 256,
         every_n_epochs: int | None = None,
+        memory_budget_gb: float | None = None,
     ) -> None:
         super().__init__()
         self.num_iters = _check_num_iters(num_iters)
@@ -209,6 +215,7 @@ class HessianSpectrum(FitEndCallback):
         if top_iters is not None:
             _check_int("top_iters", top_iters, max(1, self.top_k))
         self.top_iters = top_iters
+        self.memory_budget_gb = check_memory_budget(memory_budget_gb)
 
         self.spectrum: Spectrum | None = None
         self.top_eigenvalues: Tensor | None = None
@@ -287,6 +294,7 @@ class HessianSpectrum(FitEndCallback):
                     seed=self.seed,
                     progress=progress,
                     stop=stop,
+                    memory_budget_gb=self.memory_budget_gb,
                 )
             top = torch.empty(0, dtype=torch.float64)
             if top_k:

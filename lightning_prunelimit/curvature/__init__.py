@@ -24,10 +24,17 @@ from __future__ import annotations
 
 from lightning_prunelimit.curvature.dense_operator import DenseOperator
 from lightning_prunelimit.curvature.evaluation_mode import evaluation_mode
+from lightning_prunelimit.curvature.float32_precision import full_float32_precision
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS, HessianOperator
 from lightning_prunelimit.curvature.hutchinson import hutchinson_trace
 from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
+from lightning_prunelimit.curvature.lanczos_basis import LanczosBasis
 from lightning_prunelimit.curvature.linear_operator import LinearOperator
+from lightning_prunelimit.curvature.memory_plan import (
+    LanczosMemoryPlan,
+    default_memory_budget,
+    plan_lanczos_memory,
+)
 from lightning_prunelimit.curvature.move_batch import move_batch
 from lightning_prunelimit.curvature.parameter_selection import (
     NORMALIZATION_LAYERS,
@@ -37,6 +44,7 @@ from lightning_prunelimit.curvature.parameter_selection import (
 from lightning_prunelimit.curvature.rademacher import rademacher
 from lightning_prunelimit.curvature.spectrum import Spectrum
 from lightning_prunelimit.curvature.stochastic_lanczos_quadrature import (
+    run_probe_groups,
     stochastic_lanczos_quadrature,
 )
 from lightning_prunelimit.curvature.top_eigenvalues import top_eigenvalues
@@ -46,15 +54,21 @@ __all__ = [
     "NORMALIZATION_LAYERS",
     "DenseOperator",
     "HessianOperator",
+    "LanczosBasis",
+    "LanczosMemoryPlan",
     "LanczosResult",
     "LinearOperator",
     "ParameterSelection",
     "Spectrum",
+    "default_memory_budget",
     "evaluation_mode",
+    "full_float32_precision",
     "hutchinson_trace",
     "lanczos",
     "move_batch",
+    "plan_lanczos_memory",
     "rademacher",
+    "run_probe_groups",
     "select_parameters",
     "stochastic_lanczos_quadrature",
     "top_eigenvalues",

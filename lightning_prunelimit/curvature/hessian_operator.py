@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_prunelimit.curvature.evaluation_mode import evaluation_mode
+from lightning_prunelimit.curvature.float32_precision import full_float32_precision
 from lightning_prunelimit.curvature.move_batch import move_batch
 from lightning_prunelimit.curvature.native_backend import native_hessian_vector_products
 from lightning_prunelimit.curvature.parameter_selection import (
@@ -32,6 +33,17 @@ def _batch_size(inputs: Any, targets: Any, index: int) -> int:
         f"batch {index}: cannot tell its number of samples: the targets (or else the inputs) must "
         "be a tensor whose first dimension is the batch"
     )
+
+
+def _tensors(data: Any) -> list[Tensor]:
+    """The tensors in a tensor or a (nested) tuple, list or dict of them."""
+    if isinstance(data, Tensor):
+        return [data]
+    if isinstance(data, Mapping):
+        return [t for value in data.values() for t in _tensors(value)]
+    if isinstance(data, (tuple, list)):
+        return [t for value in data for t in _tensors(value)]
+    return []
 
 
 def _distributed() -> bool:
@@ -68,6 +80,13 @@ class HessianOperator:
         backend: ``"native"`` (default: reverse-over-reverse, the second backward pass of a
             ``(k, dim)`` block vmapped into one) or ``"pyhessian"`` (PyHessian 0.1's
             double-backward utility, one vector after the other; for cross-checks).
+        max_block_size: the most vectors whose second backward pass runs at once (``None``:
+            the whole block). A larger block is served chunk by chunk after one forward and
+            backward pass per batch, so its activation memory is that of one chunk; the
+            result does not depend on it (up to rounding). Settable later as an attribute.
+
+    Products run with TF32 and autocast off (:func:`full_float32_precision`), whatever the
+    caller set: float32 models get true float32 curvature.
 
     Construction runs the model once over the batches (no gradients) to count samples and to
     check that the loss is a finite scalar on each batch.
@@ -94,6 +113,7 @@ class HessianOperator:
         *,
         params: ParameterSelection = None,
         backend: str = "native",
+        max_block_size: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: choose one of {sorted(BACKENDS)}")
@@ -117,6 +137,7 @@ class HessianOperator:
         self.model = model
         self.loss_fn = loss_fn
         self.backend = backend
+        self.max_block_size = max_block_size
         self.param_names: list[str] = [name for name, _ in selected]
         self._shapes: list[torch.Size] = [p.shape for _, p in selected]
         self._numels: list[int] = [p.numel() for _, p in selected]
@@ -126,6 +147,19 @@ class HessianOperator:
             _batch_size(x, y, i) for i, (x, y) in enumerate(self._batches)
         ]
         self.num_samples: int = self._check_batches_and_count()
+        self._activation_bytes: int | None = None
+
+    @property
+    def max_block_size(self) -> int | None:
+        """The most vectors per second backward pass (``None``: a whole block at once)."""
+        return self._max_block_size
+
+    @max_block_size.setter
+    def max_block_size(self, value: int | None) -> None:
+        bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
+        if value is not None and bad:
+            raise ValueError(f"max_block_size must be a positive int or None, got {value!r}")
+        self._max_block_size = value
 
     @staticmethod
     def _materialise(batches: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
@@ -200,6 +234,65 @@ class HessianOperator:
         """Dtype of the selected parameters: products are computed and returned in it."""
         return self.params[0].dtype
 
+    def activation_bytes(self) -> int:
+        """Bytes of the activations of one forward pass over the largest batch (measured once).
+
+        The sum of the sizes of the inputs and of every tensor output of every leaf module, on
+        one no-grad forward pass (hooks), so it does not depend on the device's allocator.
+        Operations outside modules (functional additions, reshapes) are not counted.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> op = HessianOperator(nn.Linear(3, 2), nn.functional.mse_loss,
+            ...                      [(torch.ones(5, 3), torch.zeros(5, 2))])
+            >>> op.activation_bytes()  # inputs 5 x 3 and outputs 5 x 2 float32
+            100
+        """
+        if self._activation_bytes is None:
+            index = max(range(len(self._batches)), key=self._batch_sizes.__getitem__)
+            inputs, _ = self._batches[index]
+            device, dtype = self.device, self.dtype
+            inputs = move_batch(inputs, device, dtype)
+            total = [sum(t.numel() * t.element_size() for t in _tensors(inputs))]
+
+            def count(module: nn.Module, args: Any, output: Any) -> None:
+                total[0] += sum(t.numel() * t.element_size() for t in _tensors(output))
+
+            leaves = [m for m in self.model.modules() if next(m.children(), None) is None]
+            handles = [m.register_forward_hook(count) for m in leaves]
+            try:
+                with torch.no_grad(), evaluation_mode(self.model):
+                    self.model(inputs)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            self._activation_bytes = int(total[0])
+        return self._activation_bytes
+
+    def hvp_memory_bytes(self, num_vectors: int, block_size: int | None = None) -> int:
+        """Estimated transient memory of one :meth:`matvec` of ``num_vectors`` vectors.
+
+        With ``A`` = :meth:`activation_bytes`, ``s`` the dtype's size and ``c`` the chunk
+        (``block_size``, default :attr:`max_block_size`, at most ``num_vectors``): the forward
+        and first backward pass with its graph, ``3 A + dim s``; each vector of a chunk, ``2 A
+        + dim s``; each vector of the block, ``dim s`` (its product). An estimate, on the safe
+        side on the CPU (a 20M-parameter MLP used about half of it); operations outside
+        modules are not counted. For memory planning.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> op = HessianOperator(nn.Linear(3, 2), nn.functional.mse_loss,
+            ...                      [(torch.ones(5, 3), torch.zeros(5, 2))])
+            >>> op.hvp_memory_bytes(4, block_size=1)  # A = 100, dim = 8, s = 4
+            692
+        """
+        chunk = self.max_block_size if block_size is None else block_size
+        chunk = num_vectors if chunk is None else min(chunk, num_vectors)
+        a, vector = self.activation_bytes(), self.dim * torch.finfo(self.dtype).bits // 8
+        return 3 * a + vector + chunk * (2 * a + vector) + num_vectors * vector
+
     def parameter_vector(self) -> Tensor:
         """The current values of the selected parameters, flattened into one ``(dim,)`` tensor.
 
@@ -268,7 +361,7 @@ class HessianOperator:
         total = torch.empty(k, self.dim, device=device, dtype=dtype)
         pieces = total.split(self._numels, dim=1)
         losses = []
-        with evaluation_mode(self.model):
+        with evaluation_mode(self.model), full_float32_precision():
             for b, ((inputs, targets), size) in enumerate(zip(self._batches, self._batch_sizes)):
                 products, loss = engine(
                     self.model,
@@ -278,6 +371,7 @@ class HessianOperator:
                     move_batch(targets, device, dtype),
                     self.loss_fn,
                     tangents,
+                    chunk_size=self.max_block_size,
                 )
                 share = size / self.num_samples
                 for piece, product in zip(pieces, products):
@@ -310,6 +404,7 @@ class HessianOperator:
     def __repr__(self) -> str:
         return (
             f"HessianOperator(dim={self.dim}, num_batches={len(self._batches)}, "
-            f"num_samples={self.num_samples}, backend={self.backend!r}, dtype={self.dtype}, "
+            f"num_samples={self.num_samples}, backend={self.backend!r}, "
+            f"max_block_size={self.max_block_size}, dtype={self.dtype}, "
             f"device={self.device})"
         )

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lightning_prunelimit.curvature.float32_precision import full_float32_precision
+from lightning_prunelimit.curvature.lanczos_basis import LanczosBasis
 from lightning_prunelimit.curvature.linear_operator import (
     LinearOperator,
     operator_device,
@@ -167,6 +169,8 @@ def lanczos(
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[LanczosResult], bool] | None = None,
     breakdown_tol: float | None = None,
+    basis_storage: str = "device",
+    reorth_chunk: int | None = None,
 ) -> LanczosResult:
     """Run Lanczos from each row of ``start`` in lockstep, with full reorthogonalisation.
 
@@ -178,7 +182,12 @@ def lanczos(
     A probe stops when its new residual norm ``beta`` falls to ``breakdown_tol`` times the running
     estimate of ``||H||`` (its Krylov space is then invariant and its quadrature exact); the others
     go on. ``num_iters`` is capped at ``dim``. The basis takes ``k * min(num_iters, dim) * dim``
-    entries of the operator's dtype (allocated up front).
+    entries of the operator's dtype (allocated up front), on the device by default; with
+    ``basis_storage="host"`` (host memory) or ``"disk"`` (a temporary file) the device holds only
+    the work vectors and one chunk of ``reorth_chunk`` basis vectors at a time, and
+    re-orthogonalisation stays full (chunk by chunk, on the device). Results agree up to
+    rounding whatever the storage. Steps run with TF32 and autocast off
+    (:func:`full_float32_precision`).
 
     Args:
         op: a symmetric :class:`LinearOperator`.
@@ -188,6 +197,8 @@ def lanczos(
         stop: called with the coefficients so far after each step; returning True ends the run.
         breakdown_tol: relative threshold for ``beta``; default ``10 * eps`` of the basis dtype
             (at least ``100 * eps`` of float64). Half-precision operators get a float32 basis.
+        basis_storage: ``"device"``, ``"host"`` or ``"disk"`` (see :class:`LanczosBasis`).
+        reorth_chunk: basis vectors per transfer for host and disk storage (default: all).
 
     Example:
         >>> import torch
@@ -226,8 +237,10 @@ def lanczos(
     k = start.shape[0]
     m = min(num_iters, dim)
 
-    basis = torch.empty(k, m, dim, dtype=dtype, device=device)
-    basis[:, 0] = (start / norms[:, None]).to(dtype)
+    basis = LanczosBasis(k, m, dim, dtype, device, storage=basis_storage, chunk=reorth_chunk)
+    for p in range(k):  # row by row: no second float64 copy of the whole block
+        basis.write([p], 0, (start[p : p + 1] / norms[p]).to(dtype))
+    del start
     alphas = torch.zeros(k, m, dtype=torch.float64)
     betas = torch.zeros(k, m, dtype=torch.float64)
     lengths = [0] * k
@@ -238,58 +251,62 @@ def lanczos(
         width = max(lengths)
         return LanczosResult(alphas[:, :width], betas[:, :width], tuple(lengths), dim)
 
-    for j in range(m):
-        rows = torch.tensor(active, device=device)
-        whole = len(active) == k
-        q = basis[:, j] if whole else basis[rows, j]
-        w = op.matvec(q)
-        if not isinstance(w, Tensor) or w.shape != q.shape:
-            raise ValueError(
-                f"op.matvec returned {tuple(w.shape) if isinstance(w, Tensor) else type(w)} for "
-                f"a block of shape {tuple(q.shape)}: it must return the block's shape"
-            )
-        w = w.to(device=device, dtype=dtype)
-        alpha = (w * q).sum(dim=1)
-        w = w - alpha[:, None] * q
-        if j > 0:
-            previous = basis[:, j - 1] if whole else basis[rows, j - 1]
-            beta_previous = betas[active, j - 1].to(device=device, dtype=dtype)
-            w = w - beta_previous[:, None] * previous
-        for _ in range(2):  # classical Gram-Schmidt, twice
-            if whole:
-                span = basis[:, : j + 1]
-                coefficients = torch.bmm(span, w.unsqueeze(2))
-                w = w - torch.bmm(coefficients.transpose(1, 2), span).squeeze(1)
-            else:
-                for r, p in enumerate(active):
-                    span = basis[p, : j + 1]
-                    w[r] -= (span @ w[r]) @ span
-        beta = torch.linalg.vector_norm(w, dim=1)
-        alpha64, beta64 = alpha.double().cpu(), beta.double().cpu()
-        if not (torch.isfinite(alpha64).all() and torch.isfinite(beta64).all()):
-            raise ValueError(
-                f"Lanczos step {j + 1} produced a non-finite coefficient: the operator returned "
-                "NaN or inf (check the model's parameters and data)"
-            )
-        index = torch.tensor(active)
-        alphas[index, j] = alpha64
-        betas[index, j] = beta64
-        previous_beta = betas[index, j - 1] if j > 0 else torch.zeros_like(beta64)
-        scale[index] = torch.maximum(scale[index], alpha64.abs() + beta64 + previous_beta)
-        for p in active:
-            lengths[p] = j + 1
-        going = beta64 > tol * scale[index]
-        if j + 1 < m and bool(going.any()):
-            keep = going.nonzero().view(-1)
-            continuing = [active[int(r)] for r in keep]
-            keep_device = keep.to(device)
-            target = torch.tensor(continuing, device=device)
-            basis[target, j + 1] = w[keep_device] / beta[keep_device, None]
-            active = continuing
-        else:
-            active = []
-        if progress is not None:
-            progress(j + 1, m)
-        if not active or (stop is not None and stop(snapshot())):
-            break
+    try:
+        with full_float32_precision():
+            for j in range(m):
+                q = basis.read(active, j)
+                w = op.matvec(q)
+                if not isinstance(w, Tensor) or w.shape != q.shape:
+                    got = tuple(w.shape) if isinstance(w, Tensor) else type(w)
+                    raise ValueError(
+                        f"op.matvec returned {got} for a block of shape {tuple(q.shape)}: "
+                        "it must return the block's shape"
+                    )
+                w = w.to(device=device, dtype=dtype)
+                if w.untyped_storage().data_ptr() == q.untyped_storage().data_ptr():
+                    w = w.clone()  # the operator handed back (a view of) its input
+                # in place from here on: no temporaries the size of the block
+                alpha = torch.bmm(w.unsqueeze(1), q.unsqueeze(2)).view(-1)
+                w.addcmul_(alpha[:, None], q, value=-1)
+                del q
+                if j > 0:
+                    previous = basis.read(active, j - 1)
+                    beta_previous = betas[active, j - 1].to(device=device, dtype=dtype)
+                    w.addcmul_(beta_previous[:, None], previous, value=-1)
+                    del previous
+                for _ in range(2):  # classical Gram-Schmidt, twice
+                    w = basis.orthogonalise(active, j, w)
+                beta = torch.linalg.vector_norm(w, dim=1)
+                alpha64, beta64 = alpha.double().cpu(), beta.double().cpu()
+                if not (torch.isfinite(alpha64).all() and torch.isfinite(beta64).all()):
+                    raise ValueError(
+                        f"Lanczos step {j + 1} produced a non-finite coefficient: the operator "
+                        "returned NaN or inf (check the model's parameters and data)"
+                    )
+                index = torch.tensor(active)
+                alphas[index, j] = alpha64
+                betas[index, j] = beta64
+                previous_beta = betas[index, j - 1] if j > 0 else torch.zeros_like(beta64)
+                scale[index] = torch.maximum(scale[index], alpha64.abs() + beta64 + previous_beta)
+                for p in active:
+                    lengths[p] = j + 1
+                going = beta64 > tol * scale[index]
+                if j + 1 < m and bool(going.any()):
+                    keep = going.nonzero().view(-1)
+                    continuing = [active[int(r)] for r in keep]
+                    if len(continuing) == len(active):
+                        basis.write(continuing, j + 1, w.div_(beta[:, None]))
+                    else:
+                        keep_device = keep.to(device)
+                        basis.write(continuing, j + 1, w[keep_device] / beta[keep_device, None])
+                    active = continuing
+                else:
+                    active = []
+                del w
+                if progress is not None:
+                    progress(j + 1, m)
+                if not active or (stop is not None and stop(snapshot())):
+                    break
+    finally:
+        basis.close()
     return snapshot()

@@ -52,12 +52,16 @@ def native_hessian_vector_products(
     targets: Any,
     loss_fn: Callable[[Any, Any], Tensor],
     tangents: Sequence[Tensor],
+    chunk_size: int | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     """Hessian of ``loss_fn(model(inputs), targets)`` w.r.t. named parameters, times tangents.
 
-    The parameters named in ``names`` are replaced by ``values`` (through
-    ``torch.func.functional_call``) for this call: nothing in the model is written, ``.grad``
-    included. Parameters that do not enter the gradient's graph get zero products.
+    The model runs forward and backward once; the ``k`` second backward passes are vmapped, in
+    chunks of ``chunk_size`` vectors (all at once when ``None``) so that the activation memory
+    of the second backward is that of one chunk. The parameters named in ``names`` are
+    replaced by ``values`` (through ``torch.func.functional_call``) for this call: nothing in
+    the model is written, ``.grad`` included. Parameters that do not enter the gradient's
+    graph get zero products.
 
     Args:
         model: the network (its train/eval mode is the caller's business).
@@ -67,6 +71,7 @@ def native_hessian_vector_products(
         targets: passed to ``loss_fn`` after the model output.
         loss_fn: ``(outputs, targets) -> scalar``.
         tangents: one tensor of shape ``(k, *value.shape)`` per name.
+        chunk_size: the most vectors per vmapped second backward pass.
 
     Returns:
         The products, one ``(k, *value.shape)`` tensor per name, and the detached loss.
@@ -100,5 +105,5 @@ def native_hessian_vector_products(
     # recording a graph through parameters that are not selected but require grad.
     with torch.no_grad():
         _, pullback, loss = vjp(gradient, *values, has_aux=True)
-        products = list(vmap(pullback)(tuple(tangents)))
+        products = list(vmap(pullback, chunk_size=chunk_size)(tuple(tangents)))
     return products, loss

@@ -24,8 +24,12 @@ def pyhessian_hessian_vector_products(
     targets: Any,
     loss_fn: Callable[[Any, Any], Tensor],
     tangents: Sequence[Tensor],
+    chunk_size: int | None = None,
 ) -> tuple[list[Tensor], Tensor]:
     """Same contract as ``native_hessian_vector_products``, computed the PyHessian way.
+
+    The vectors are taken one at a time, so ``chunk_size`` (accepted for the common contract)
+    changes nothing.
 
     One forward pass and one ``create_graph`` backward pass per call, then one double-backward
     pass per tangent through ``pyhessian.utils.hessian_vector_product`` (which keeps the graph).

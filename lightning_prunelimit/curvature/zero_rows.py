@@ -11,6 +11,8 @@ estimate can add them back exactly (:attr:`Spectrum.deflated`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -96,6 +98,18 @@ class DeflatedOperator:
         self.op = op
         self.full_dim = full
         self._index = keep.nonzero().view(-1).to(operator_device(op))
+
+    def __getattr__(self, name: str) -> Any:
+        # Other attributes (e.g. a HessianOperator's max_block_size) are the wrapped operator's.
+        if name == "op":
+            raise AttributeError(name)
+        return getattr(self.op, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "max_block_size":  # memory plans set the block size of the real operator
+            setattr(self.op, name, value)
+        else:
+            super().__setattr__(name, value)
 
     @property
     def dim(self) -> int:
