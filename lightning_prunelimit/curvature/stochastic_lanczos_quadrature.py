@@ -108,22 +108,27 @@ def stochastic_lanczos_quadrature(
     if budget is None:
         budget = default_memory_budget(operator_device(op))
     hvp_bytes = getattr(op, "hvp_memory_bytes", None)
+
+    def plan_for(rows: int) -> LanczosMemoryPlan:
+        return plan_lanczos_memory(
+            rows,
+            num_iters,
+            num_probes,
+            dtype=operator_dtype(op),
+            device=operator_device(op),
+            budget_gb=budget,
+            hvp_bytes=hvp_bytes if callable(hvp_bytes) else None,
+        )
+
+    plan = plan_for(dim)  # stated before any product; deflation only lowers the need
+    logger.info(plan.describe())
     deflated = 0
     if deflate_zero_rows:
         zero = find_zero_rows(op, seed=seed)
         deflated = int(zero.sum())
         if deflated:
             op = DeflatedOperator(op, ~zero)
-    plan = plan_lanczos_memory(
-        dim - deflated,
-        num_iters,
-        num_probes,
-        dtype=operator_dtype(op),
-        device=operator_device(op),
-        budget_gb=budget,
-        hvp_bytes=hvp_bytes if callable(hvp_bytes) else None,
-    )
-    logger.info(plan.describe())
+            plan = plan_for(dim - deflated)
 
     def as_spectrum(result: LanczosResult) -> Spectrum:
         return result.spectrum(dim=dim, deflated=deflated)
