@@ -48,17 +48,25 @@ def find_zero_rows(
         raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
     if not 0.0 <= float(tolerance) < 1.0:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
+    dtype, device = operator_dtype(op), operator_device(op)
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    probes = torch.randn(num_probes, dim, generator=generator, dtype=torch.float64)
-    products = op.matvec(probes.to(device=operator_device(op), dtype=operator_dtype(op)))
-    magnitude = products.detach().abs().to(device="cpu", dtype=torch.float64)
-    if not bool(torch.isfinite(magnitude).all()):
-        raise ValueError(
-            "the operator returned NaN or inf: check the model's parameters and data before "
-            "computing its spectrum"
-        )
-    limit = float(tolerance) * magnitude.amax(dim=1, keepdim=True)
-    return (magnitude <= limit).all(dim=0)
+    zero: Tensor | None = None
+    for _ in range(num_probes):  # one vector at a time: a few vectors of memory, no more
+        probe = torch.randn(1, dim, generator=generator, dtype=torch.float32)
+        product = op.matvec(probe.to(device=device, dtype=dtype)).detach().reshape(-1)
+        del probe
+        if not bool(torch.isfinite(product).all()):
+            raise ValueError(
+                "the operator returned NaN or inf: check the model's parameters and data before "
+                "computing its spectrum"
+            )
+        product.abs_()
+        limit = float(tolerance) * float(product.max()) if tolerance else 0.0
+        rows = product <= limit
+        del product
+        zero = rows if zero is None else zero.logical_and_(rows)
+    assert zero is not None
+    return zero.cpu()
 
 
 class DeflatedOperator:
@@ -97,7 +105,8 @@ class DeflatedOperator:
             )
         self.op = op
         self.full_dim = full
-        self._index = keep.nonzero().view(-1).to(operator_device(op))
+        self._keep = keep.to(operator_device(op))  # a bool mask: D bytes, not D indices
+        self._dim = int(keep.sum())
 
     def __getattr__(self, name: str) -> Any:
         # Other attributes (e.g. a HessianOperator's max_block_size) are the wrapped operator's.
@@ -114,7 +123,7 @@ class DeflatedOperator:
     @property
     def dim(self) -> int:
         """Number of kept coordinates."""
-        return int(self._index.numel())
+        return self._dim
 
     @property
     def dtype(self) -> torch.dtype:
@@ -130,9 +139,12 @@ class DeflatedOperator:
         """The kept block of the operator times ``v`` (shape ``(dim,)`` or ``(k, dim)``)."""
         single = v.ndim == 1
         block = v.reshape(-1, self.dim)
+        keep = self._keep.to(block.device)
         full = block.new_zeros(block.shape[0], self.full_dim)
-        full[:, self._index.to(block.device)] = block
-        out = self.op.matvec(full)[:, self._index.to(block.device)]
+        full[:, keep] = block
+        out = self.op.matvec(full)
+        del full
+        out = out[:, keep]
         return out[0] if single else out
 
     def __matmul__(self, v: Tensor) -> Tensor:
