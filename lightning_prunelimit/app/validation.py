@@ -16,7 +16,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lightning_prunelimit.app.report import REPORT_METRICS
 
-__all__ = ["CHECKPOINT_NAMES", "ConfigError", "check_no_checkpoints", "validate_config"]
+__all__ = [
+    "CHECKPOINT_NAMES",
+    "ConfigError",
+    "check_no_checkpoints",
+    "check_resumable",
+    "validate_config",
+]
 
 #: Checkpoints the job writes into its run directory; it never overwrites them.
 CHECKPOINT_NAMES: tuple[str, ...] = ("dense.ckpt", "pruned.ckpt")
@@ -96,18 +102,39 @@ def validate_config(cfg: DictConfig) -> None:
 def check_no_checkpoints(run_dir: str | os.PathLike[str]) -> None:
     """Raise :class:`ConfigError` if ``run_dir`` already holds a checkpoint the job would write.
 
+    The job's own (``dense.ckpt``, ``pruned.ckpt``) and the periodic ones under
+    ``checkpoints/``; an interrupted run is continued with ``resume=<run dir>`` instead.
+
     Example:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as d:
         ...     check_no_checkpoints(d)  # an empty directory is fine
     """
-    for name in CHECKPOINT_NAMES:
-        path = Path(run_dir) / name
-        if path.exists():
-            raise ConfigError(
-                f"{path} already exists and the job never overwrites a checkpoint: choose "
-                "another run directory (hydra.run.dir=...) or move the file away"
-            )
+    directory = Path(run_dir)
+    found = [directory / n for n in CHECKPOINT_NAMES if (directory / n).exists()]
+    found += sorted((directory / "checkpoints").glob("*.ckpt"))
+    if found:
+        raise ConfigError(
+            f"{found[0]} already exists and the job never overwrites a checkpoint: choose "
+            "another run directory (hydra.run.dir=...), move the file away, or continue an "
+            f"interrupted run with resume={directory}"
+        )
+
+
+def check_resumable(run_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`ConfigError` if the run in ``run_dir`` has nothing left to resume.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     check_resumable(d)  # no pruned.ckpt yet: the run can continue
+    """
+    finished = Path(run_dir) / CHECKPOINT_NAMES[-1]
+    if finished.exists():
+        raise ConfigError(
+            f"{finished} exists: the run in {run_dir} finished, there is nothing to resume; "
+            "start a new run (without resume=)"
+        )
 
 
 def _entries(cfg: DictConfig, group: str) -> Iterator[tuple[str, Any]]:
@@ -168,6 +195,8 @@ def _check_arguments(node: DictConfig, key: str) -> None:
                 f"{key}.{argument}: {name} has no argument {argument!r} (it takes "
                 f"{', '.join(accepted)}): {hint}"
             )
+    for argument in given:
+        _check_number(node, key, argument, parameters[argument].default)
     if node.get("_partial_", False):
         return
     for argument, parameter in parameters.items():
@@ -179,6 +208,20 @@ def _check_arguments(node: DictConfig, key: str) -> None:
             raise ConfigError(
                 f"{key}.{argument} is required by {name} but not set: add +{key}.{argument}=<value>"
             )
+
+
+def _check_number(node: DictConfig, key: str, argument: str, default: Any) -> None:
+    """A number where the target's default is a number (``lr=abc`` fails here, by its key)."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return
+    value = node[argument]
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"{key}.{argument} must be a number, got {value!r}: pass e.g. "
+            f"{key}.{argument}={default}"
+        )
 
 
 def _check_finetune_epochs(value: Any) -> None:

@@ -1,0 +1,74 @@
+"""Turning SIGTERM and SIGINT into an exception the job can report, then exit 143 or 130."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+__all__ = ["JobInterrupted", "raise_on_signals"]
+
+
+class JobInterrupted(BaseException):
+    """The job received SIGTERM or SIGINT; raised where the main thread was when it arrived.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so ordinary ``except Exception`` blocks let
+    it through. The job fills ``stage`` and ``run_dir`` on its way out; the process then exits
+    with :attr:`exit_status` (128 + the signal number: 143 for SIGTERM, 130 for SIGINT).
+
+    Example:
+        >>> error = JobInterrupted(signal.SIGTERM)
+        >>> str(error), error.exit_status
+        ('interrupted by SIGTERM', 143)
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        self.stage: str | None = None
+        self.run_dir: str | None = None
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")
+
+    @property
+    def exit_status(self) -> int:
+        """``128 + signum``, the shell's convention for a process ended by a signal."""
+        return 128 + self.signum
+
+
+@contextmanager
+def raise_on_signals(
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+) -> Iterator[None]:
+    """Within the block, the first of ``signals`` raises :class:`JobInterrupted`; later ones
+    are ignored (the job is already stopping and writing its report).
+
+    Lightning's own SIGTERM handler, installed while it fits, calls this one after its own.
+    Outside the main thread (where Python delivers no signals) the block runs unchanged.
+
+    Example:
+        >>> import os
+        >>> try:
+        ...     with raise_on_signals():
+        ...         os.kill(os.getpid(), signal.SIGTERM)
+        ... except JobInterrupted as error:
+        ...     print(error.exit_status)
+        143
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise JobInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
