@@ -1,4 +1,5 @@
-"""Turning SIGTERM and SIGINT into an exception the job can report, then exit 143 or 130."""
+"""How a job stops early: SIGTERM and SIGINT as an exception it can report (then exit 143 or
+130), and a refusal printed as one line (exit 1)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["JobInterrupted", "raise_on_signals"]
+__all__ = ["JobInterrupted", "JobRefused", "raise_on_signals"]
 
 
 class JobInterrupted(BaseException):
@@ -34,6 +35,19 @@ class JobInterrupted(BaseException):
     def exit_status(self) -> int:
         """``128 + signum``, the shell's convention for a process ended by a signal."""
         return 128 + self.signum
+
+
+class JobRefused(BaseException):
+    """A job that cannot start (or go on), with a one-line message naming the fix.
+
+    A ``BaseException``, so that it passes Hydra's handlers (which turn a callback's ordinary
+    exception into a warning and a job's into three more lines of output); ``prunelimit``
+    prints the message alone and exits with status 1 (``HYDRA_FULL_ERROR=1``: the traceback).
+
+    Example:
+        >>> str(JobRefused("paths.log_dir: not writable"))
+        'paths.log_dir: not writable'
+    """
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lightning_prunelimit.app.config_dir import config_dir
-from lightning_prunelimit.app.interrupt import JobInterrupted
+from lightning_prunelimit.app.interrupt import JobInterrupted, JobRefused
 from lightning_prunelimit.app.validation import ConfigError
 
 __all__ = ["main"]
@@ -37,7 +37,9 @@ def main() -> Any:
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
     try:
         return app(_job)()
-    except _ReportedError as error:
+    except JobRefused as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         sys.stderr.write(f"prunelimit: {error}\n")
         sys.exit(1)
     except JobInterrupted as interrupted:
@@ -62,10 +64,6 @@ def _lightning_logs_once() -> None:
             own.removeHandler(handler)
 
 
-class _ReportedError(BaseException):
-    """A ConfigError of a single run, to be printed as one line (past Hydra's own reporting)."""
-
-
 def _job(cfg: DictConfig) -> Any:
     # Imported here so that `--help`, `--cfg` and Hydra's own errors answer without loading
     # torch and Lightning.
@@ -79,4 +77,4 @@ def _job(cfg: DictConfig) -> Any:
         # that its other jobs still run.
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
-        raise _ReportedError(str(error)) from error
+        raise JobRefused(str(error)) from error

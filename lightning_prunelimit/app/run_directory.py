@@ -10,6 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from lightning_prunelimit.app.interrupt import JobRefused
 from lightning_prunelimit.app.validation import ConfigError
 
 __all__ = ["RunDirectory", "claim_directory", "resume_directory"]
@@ -80,7 +81,9 @@ class RunDirectory(Callback):
       ``hydra.sweep.dir`` the same way, and its jobs are numbered inside it.
     * A directory given on the command line (``hydra.run.dir=...``) is used as it is, and
       ``resume=<run dir>`` runs in that directory (it must hold the run's ``.hydra/config.yaml``).
-    * An unwritable location stops the job with one line naming the key to change.
+    * An unwritable location stops the job with one line naming the key to change
+      (:class:`~lightning_prunelimit.app.interrupt.JobRefused`: Hydra turns a callback's
+      ordinary exceptions into warnings).
 
     Hydra instantiates it from ``hydra.callbacks`` (``conf/hydra/default.yaml``).
 
@@ -99,6 +102,20 @@ class RunDirectory(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Claim (or check, or for ``resume`` find) the run directory."""
+        try:
+            self._run_directory(config)
+        except ConfigError as error:  # Hydra would turn it into a warning and go on
+            raise JobRefused(str(error)) from error
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Claim (or check) the sweep directory; the jobs are numbered inside it."""
+        try:
+            self._sweep_directory(config)
+        except ConfigError as error:
+            raise JobRefused(str(error)) from error
+
+    @staticmethod
+    def _run_directory(config: DictConfig) -> None:
         resume = config.get("resume")
         if resume:
             directory = resume_directory(resume)
@@ -110,8 +127,8 @@ class RunDirectory(Callback):
         with read_write(config.hydra.run):
             config.hydra.run.dir = str(directory)
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Claim (or check) the sweep directory; the jobs are numbered inside it."""
+    @staticmethod
+    def _sweep_directory(config: DictConfig) -> None:
         if config.get("resume"):
             raise ConfigError(
                 "resume=<run dir> continues one run: drop -m (and the sweep's other overrides)"

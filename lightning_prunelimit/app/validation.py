@@ -114,10 +114,11 @@ def check_no_checkpoints(run_dir: str | os.PathLike[str]) -> None:
     found = [directory / n for n in CHECKPOINT_NAMES if (directory / n).exists()]
     found += sorted((directory / "checkpoints").glob("*.ckpt"))
     if found:
+        finished = (directory / CHECKPOINT_NAMES[-1]).exists()
+        resume = "" if finished else f", or continue the interrupted run with resume={directory}"
         raise ConfigError(
             f"{found[0]} already exists and the job never overwrites a checkpoint: choose "
-            "another run directory (hydra.run.dir=...), move the file away, or continue an "
-            f"interrupted run with resume={directory}"
+            f"another run directory (hydra.run.dir=...) or move the file away{resume}"
         )
 
 

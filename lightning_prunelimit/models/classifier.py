@@ -96,12 +96,7 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
-        try:  # fail now, not when training starts, on a bad learning rate or schedule
-            self.configure_optimizers()
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"the optimizer or the LR schedule rejects its settings: {error}"
-            ) from error
+        self._try_factories()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The logits of the wrapped network: ``net(x)``."""
@@ -148,6 +143,21 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Cross-entropy on a test batch; logs ``test/loss`` and ``test/acc``."""
         return self._step(batch, "test", self.test_acc)
+
+    def _try_factories(self) -> None:
+        """Build the optimizer and the scheduler once, so bad settings fail before training."""
+        try:
+            optimizer = self._optimizer_factory(self.parameters())
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"optimizer: {error}: check the optimizer's settings (lr...)"
+            ) from error
+        if self._scheduler_factory is None:
+            return
+        try:
+            self._scheduler_factory(optimizer)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"scheduler: {error}: check the scheduler's settings") from error
 
     def configure_optimizers(self) -> Any:
         """The optimizer over all parameters and, if given, the scheduler stepped every epoch.
