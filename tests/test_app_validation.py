@@ -13,7 +13,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import open_dict
 
 from lightning_prunelimit.app import ConfigError, JobReport, run_task, validate_config
-from lightning_prunelimit.app.validation import check_no_checkpoints
+from lightning_prunelimit.app.validation import check_no_checkpoints, check_resumable
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,10 @@ from lightning_prunelimit.app.validation import check_no_checkpoints
         ),
         (["+model.net.hiden=[3]"], "did you mean model.net.hidden?"),
         (["+trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
+        (["+model.optimizer.lrr=1"], "did you mean model.optimizer.lr?"),
+        (["model.optimizer.lr=abc"], "model.optimizer.lr must be a number, got 'abc'"),
+        (["data.batch_size=abc"], "data.batch_size must be a number, got 'abc'"),
+        (["model.scheduler.gamma=[1]"], "model.scheduler.gamma must be a number, got [1]"),
         (
             ["+callbacks.hessian_spectrun.num_iters=3"],
             "callbacks.hessian_spectrun has no _target_ (it holds ['num_iters']): add it through "
@@ -82,6 +86,17 @@ def test_an_existing_checkpoint_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "pruned.ckpt").read_bytes() == b"weights"
 
 
+def test_a_periodic_checkpoint_is_refused_with_the_resume_option(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match=rf"last\.ckpt already exists .* resume={tmp_path}$"):
+        check_no_checkpoints(tmp_path)
+    check_resumable(tmp_path)  # not finished: it can be resumed
+    (tmp_path / "pruned.ckpt").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match="the run in .* finished, there is nothing to resume"):
+        check_resumable(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -96,9 +111,9 @@ def test_an_existing_checkpoint_is_refused(tmp_path: Path) -> None:
             "model.num_classes=10",
         ),
         (
-            ["model.lr=-0.1"],
-            "model (lightning_prunelimit.models.classifier.ImageClassifier): ValueError: lr must "
-            "be positive, got -0.1",
+            ["model.optimizer.lr=-0.1"],
+            "model (lightning_prunelimit.models.classifier.ImageClassifier): ValueError: "
+            "optimizer: Invalid learning rate: -0.1",
         ),
         (
             ["callbacks.hessian_spectrum.num_iters=0"],

@@ -73,6 +73,7 @@ def validate_config(cfg: DictConfig) -> None:
             f"the configuration does not resolve: {_one_line(error)}: fix the interpolation "
             "or set the value it refers to"
         ) from error
+    _check_seed(cfg.get("seed"))  # before the nodes that interpolate it
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -91,7 +92,6 @@ def validate_config(cfg: DictConfig) -> None:
                     f"config ({group}=<name>) or remove it with ~{key}"
                 )
             _check_targets(node, key)
-    _check_seed(cfg.get("seed"))
     _check_max_epochs(cfg.trainer.get("max_epochs"))
     _check_finetune_epochs(cfg.get("finetune_epochs", 0))
     _check_torch_threads(cfg.get("torch_threads"))
