@@ -109,8 +109,20 @@ def test_values_by_dotted_key() -> None:
 
 
 def test_status_must_be_known() -> None:
-    with pytest.raises(ValueError, match="status must be 'completed' or 'failed'"):
+    with pytest.raises(ValueError, match="status must be one of completed, failed, interrupted"):
         JobReport(status="done")
+
+
+def test_an_interrupted_report_names_its_stage(tmp_path: Path) -> None:
+    report = JobReport(
+        status="interrupted", error="JobInterrupted: interrupted by SIGTERM", stage="spectrum"
+    )
+    assert JobReport.read(report.write(tmp_path)[0]) == report
+    assert report.summary_table().splitlines()[-2:] == [
+        "status                        interrupted (stage spectrum)",
+        "error                         JobInterrupted: interrupted by SIGTERM",
+    ]
+    assert "Stopped in stage `spectrum`." in report.to_markdown()
 
 
 def test_summary_table_lists_the_headline_figures() -> None:
@@ -121,7 +133,7 @@ def test_summary_table_lists_the_headline_figures() -> None:
         "pruned + fine-tuned accuracy  0.8900",
         "realised sparsity             0.7500",
     ]
-    failed = JobReport(status="failed", error="ConfigError: bad").summary_table()
+    failed = JobReport(status="failed", error="ConfigError: bad", stage="setup").summary_table()
     assert failed.splitlines()[-1] == "error                         ConfigError: bad"
 
 
