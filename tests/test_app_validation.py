@@ -10,9 +10,11 @@ from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
     compose_job,
 )
 from hydra.errors import CompactHydraException
-from omegaconf import open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_prunelimit.app import ConfigError, JobReport, run_task, validate_config
+from lightning_prunelimit.app.interrupt import JobRefused
+from lightning_prunelimit.app.run_directory import RunDirectory
 from lightning_prunelimit.app.validation import check_no_checkpoints, check_resumable
 
 
@@ -140,3 +142,56 @@ def test_a_training_run_without_a_step_is_refused_before_any_checkpoint(tmp_path
     with pytest.raises(ConfigError, match="training ran no optimizer step"):
         run_task(cfg)
     assert not (tmp_path / "dense.ckpt").exists()
+
+
+def _hydra_config(tmp_path: Path, run_dir: str, overrides: list[str]) -> DictConfig:
+    return OmegaConf.create(
+        {
+            "resume": None,
+            "hydra": {
+                "run": {"dir": run_dir},
+                "sweep": {"dir": run_dir},
+                "overrides": {"hydra": overrides},
+            },
+        }
+    )
+
+
+def test_run_directory_claims_a_fresh_name_or_refuses_in_one_line(tmp_path: Path) -> None:
+    default = str(tmp_path / "runs" / "t")
+    first, second = _hydra_config(tmp_path, default, []), _hydra_config(tmp_path, default, [])
+    RunDirectory().on_run_start(first)
+    RunDirectory().on_run_start(second)
+    assert [Path(c.hydra.run.dir).name for c in (first, second)] == ["t", "t_2"]
+    # a directory given on the command line is used as it is (the job refuses checkpoints)
+    given = _hydra_config(tmp_path, default, [f"hydra.run.dir={default}"])
+    RunDirectory().on_run_start(given)
+    assert given.hydra.run.dir == default
+    sweep = _hydra_config(tmp_path, default, [])
+    RunDirectory().on_multirun_start(sweep)
+    assert Path(sweep.hydra.sweep.dir).name == "t_3"
+    assert list(sweep.hydra.overrides.hydra) == [f"hydra.sweep.dir={sweep.hydra.sweep.dir}"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cases = [
+        (_hydra_config(tmp_path, f"{a_file}/run", []), "on_run_start", "set paths.log_dir"),
+        (
+            _hydra_config(tmp_path, f"{a_file}/run", [f"hydra.run.dir={a_file}/run"]),
+            "on_run_start",
+            "set hydra.run.dir",
+        ),
+        (_hydra_config(tmp_path, f"{a_file}/sweep", []), "on_multirun_start", "set paths.log_dir"),
+    ]
+    for config, hook, fix in cases:
+        with pytest.raises(JobRefused, match=rf"cannot write the run directory .*: {fix} "):
+            getattr(RunDirectory(), hook)(config)
+    resume = _hydra_config(tmp_path, default, [])
+    resume.resume = str(tmp_path / "runs" / "t")
+    with pytest.raises(JobRefused, match="is not a run directory of prunelimit"):
+        RunDirectory().on_run_start(resume)
+    (tmp_path / "runs" / "t" / ".hydra").mkdir()
+    (tmp_path / "runs" / "t" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    RunDirectory().on_run_start(resume)
+    assert resume.hydra.run.dir == str(tmp_path / "runs" / "t")
+    with pytest.raises(JobRefused, match="resume=<run dir> continues one run: drop -m"):
+        RunDirectory().on_multirun_start(resume)
