@@ -37,41 +37,40 @@ def run_pipeline(
 ) -> None:
     """Run stages 1-5 of the job and fill the report's sections as each stage finishes.
 
-        1. train the dense network with the training callbacks (L1 regularisation, spectrum,
-           predicted limit, sparsity sweep: the last three compute at the end of training), then
-           save ``dense.ckpt`` and test it; 2-4. read the spectrum, the predicted limit and the
-           actual limit from the callbacks; 5. prune with the ``GlobalOneShotPruning`` node at the
-           predicted sparsity (or its own ``amount``) in a second Trainer, fine-tune for
-           ``finetune_epochs``, test, and save ``pruned.ckpt``.
+    1. train the dense network with the training callbacks (L1 regularisation, spectrum,
+       predicted limit, sparsity sweep: the last three compute at the end of training), then
+       save ``dense.ckpt`` and test it; 2-4. read the spectrum, the predicted limit and the
+       actual limit from the callbacks; 5. prune with the ``GlobalOneShotPruning`` node at the
+       predicted sparsity (or its own ``amount``) in a second Trainer, fine-tune for
+       ``finetune_epochs``, test, and save ``pruned.ckpt``.
 
-        ``torch_threads`` (when set) is the number of CPU threads torch uses during the job; the
-        previous number is restored afterwards. The dense training saves ``checkpoints/last.ckpt``
-        every epoch when ``callbacks.model_checkpoint`` is configured; with ``resume=True`` it
-        continues from that checkpoint (later stages then run once). Every checkpoint is written to
-        a temporary file and renamed. Training stops at the first batch whose loss is not finite.
-        When standard output is not a terminal, a line per epoch replaces the progress bar.
+    ``torch_threads`` (when set) is the number of CPU threads torch uses during the job; the
+    previous number is restored afterwards. The dense training saves ``checkpoints/last.ckpt``
+    every epoch when ``callbacks.model_checkpoint`` is configured; with ``resume=True`` it
+    continues from that checkpoint (later stages then run once). Every checkpoint is written to
+    a temporary file and renamed. Training stops at the first batch whose loss is not finite.
+    When standard output is not a terminal, a line per epoch replaces the progress bar.
 
-        Sections filled (see :class:`~lightning_prunelimit.app.report.JobReport`): ``dense``,
-        ``spectrum``, ``prediction``, ``actual``, ``pruned``. A stage whose callback is not
-        configured leaves its section out. Everything is validated and built before training
-        starts, so a bad config fails in seconds with a :class:`ConfigError`.
+    Sections filled (see :class:`~lightning_prunelimit.app.report.JobReport`): ``dense``,
+    ``spectrum``, ``prediction``, ``actual``, ``pruned``. A stage whose callback is not
+    configured leaves its section out. Everything is validated and built before training
+    starts, so a bad config fails in seconds with a :class:`ConfigError`.
 
-        Args:
-            cfg: the composed job config.
-            run_dir: the run directory (``dense.ckpt`` and ``pruned.ckpt`` go there).
-            sections: filled in place, so a failing stage leaves the earlier stages' results.
-            timings: seconds per stage, filled in place; its ``current`` names the running stage.
-            resume: continue the dense training from the last periodic checkpoint, if any.
+    Args:
+        cfg: the composed job config.
+        run_dir: the run directory (``dense.ckpt`` and ``pruned.ckpt`` go there).
+        sections: filled in place, so a failing stage leaves the earlier stages' results.
+        timings: seconds per stage, filled in place; its ``current`` names the running stage.
+        resume: continue the dense training from the last periodic checkpoint, if any.
 
-        Example:
-            >>> from lightning_prunelimit.app.resume import FinishTrainingOnResume
-    from lightning_prunelimit.app.timing import StageTimings
-            >>> sections = {}
-            >>> try:
-            ...     run_pipeline(OmegaConf.create({}), Path("."), sections, StageTimings())
-            ... except ConfigError as error:
-            ...     print(str(error).split(" (")[0])
-            data is not configured
+    Example:
+        >>> from lightning_prunelimit.app.timing import StageTimings
+        >>> sections = {}
+        >>> try:
+        ...     run_pipeline(OmegaConf.create({}), Path("."), sections, StageTimings())
+        ... except ConfigError as error:
+        ...     print(str(error).split(" (")[0])
+        data is not configured
     """
     validate_config(cfg)
     if cfg.get("seed") is not None:

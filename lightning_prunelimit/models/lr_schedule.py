@@ -116,7 +116,8 @@ def epoch_lr_scheduler(
     Example:
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         >>> scheduler = epoch_lr_scheduler(opt, "multistep", milestones=[1], gamma=0.5)
-        >>> scheduler.step(); round(opt.param_groups[0]["lr"], 6)
+        >>> opt.step(); scheduler.step()  # the end of epoch 0
+        >>> round(opt.param_groups[0]["lr"], 6)
         0.05
     """
     factor = EpochLRSchedule(
