@@ -313,9 +313,10 @@ def test_resume_after_finished_training_runs_the_later_stages_once(
     """Interrupted after training (spectrum stage): resume computes the same results."""
     run = tmp_path / "run"
     shutil.copytree(default_job["run_dir"], run)
+    (run / ".hydra").mkdir()
     for name in ("dense.ckpt", "pruned.ckpt"):
         (run / name).unlink()
-    saved = OmegaConf.load(run / ".hydra" / "config.yaml")
+    saved = default_job["cfg"].copy()  # what Hydra saves as .hydra/config.yaml
     saved.paths.output_dir = str(run)
     OmegaConf.save(saved, run / ".hydra" / "config.yaml")
     original = JobReport.read(default_job["run_dir"] / "report.json")

@@ -245,6 +245,7 @@ def test_sigterm_during_training_is_reported_and_the_run_resumes(
         if line.startswith("epoch ")
     )
 
+    original_config = (run / ".hydra" / "config.yaml").read_bytes()
     resumed = prunelimit(["resume=" + str(run)], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     epochs = [
@@ -259,6 +260,8 @@ def test_sigterm_during_training_is_reported_and_the_run_resumes(
     assert report.job["overrides"] == args  # the run's own identity is kept
     assert report.prediction is not None and report.pruned is not None
     assert len(_run_dirs(tmp_path)) == 1  # the same directory
+    assert (run / ".hydra" / "config.yaml").read_bytes() == original_config
+    assert (run / ".hydra" / "resume" / "overrides.yaml").read_text() == f"- resume={run}\n"
     line = _one_line_error(prunelimit(["resume=" + str(run)], cwd=tmp_path))
     assert "nothing to resume" in line
 

@@ -11,7 +11,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from lightning_prunelimit.app.interrupt import JobRefused
-from lightning_prunelimit.app.validation import ConfigError
+from lightning_prunelimit.app.validation import ConfigError, check_no_checkpoints
+
+#: Where Hydra writes the config of a ``resume=`` invocation (the run's own stays in .hydra/).
+RESUME_SUBDIR = ".hydra/resume"
 
 __all__ = ["RunDirectory", "claim_directory", "resume_directory"]
 
@@ -79,8 +82,10 @@ class RunDirectory(Callback):
     * A run (``prunelimit ...``) claims ``hydra.run.dir`` with :func:`claim_directory`, so jobs
       started in the same second get ``<time>``, ``<time>_2``, ...; a sweep (``-m``) claims
       ``hydra.sweep.dir`` the same way, and its jobs are numbered inside it.
-    * A directory given on the command line (``hydra.run.dir=...``) is used as it is, and
-      ``resume=<run dir>`` runs in that directory (it must hold the run's ``.hydra/config.yaml``).
+    * A directory given on the command line (``hydra.run.dir=...``) is used as it is, unless it
+      holds checkpoints (refused before Hydra writes anything into it); ``resume=<run dir>``
+      runs in that directory (it must hold the run's ``.hydra/config.yaml``), and Hydra writes
+      that invocation's config to ``.hydra/resume/``.
     * An unwritable location stops the job with one line naming the key to change
       (:class:`~lightning_prunelimit.app.interrupt.JobRefused`: Hydra turns a callback's
       ordinary exceptions into warnings).
@@ -119,9 +124,13 @@ class RunDirectory(Callback):
         resume = config.get("resume")
         if resume:
             directory = resume_directory(resume)
+            # the run's own .hydra/ stays as it was; this invocation's goes beside it
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = RESUME_SUBDIR
         elif _overridden(config, "hydra.run.dir"):
             directory = Path(str(config.hydra.run.dir)).absolute()
             _check_writable(directory, "hydra.run.dir")
+            check_no_checkpoints(directory)  # before Hydra writes .hydra/ into it
         else:
             directory = claim_directory(str(config.hydra.run.dir), key="paths.log_dir")
         with read_write(config.hydra.run):

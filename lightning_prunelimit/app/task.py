@@ -17,7 +17,6 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from lightning_prunelimit.app.atomic_write import write_text_atomic
 from lightning_prunelimit.app.interrupt import JobInterrupted, raise_on_signals
 from lightning_prunelimit.app.pipeline import run_pipeline
 from lightning_prunelimit.app.report import JobReport
@@ -45,9 +44,10 @@ def run_task(cfg: DictConfig) -> float | list[float] | None:
     A run directory that already holds a checkpoint (``dense.ckpt``, ``pruned.ckpt``,
     ``checkpoints/*.ckpt``) is refused (a
     :class:`~lightning_prunelimit.app.validation.ConfigError`) before anything is written, so
-    its files stay as they were. Otherwise the job writes its config to ``.hydra/`` and,
-    whatever happens, leaves a report: a failed job's report has ``status: failed``, the error,
-    the stage that was running and the sections of the stages that finished. SIGTERM and SIGINT
+    its files stay as they were (from the command line, the ``RunDirectory`` Hydra callback
+    refuses it even before Hydra writes ``.hydra/``). Otherwise, whatever happens, the job
+    leaves a report: a failed job's report has ``status: failed``, the error, the stage that
+    was running and the sections of the stages that finished. SIGTERM and SIGINT
     raise :class:`~lightning_prunelimit.app.interrupt.JobInterrupted` where the job is; the
     report then says ``status: interrupted`` and the stage, and ``resume=<run dir>`` continues
     the run (its own config, training from ``checkpoints/last.ckpt``, every later stage once).
@@ -89,8 +89,6 @@ def run_task(cfg: DictConfig) -> float | list[float] | None:
     failure: BaseException | None = None
     with raise_on_signals():
         try:
-            if rank_zero_only.rank == 0 and not resumed:
-                _write_hydra_files(cfg, run_dir)
             with timings.measure("total"):
                 run_pipeline(cfg, run_dir, sections, timings, resume=resumed)
         except BaseException as error:
@@ -127,19 +125,6 @@ def _resumed(cfg: DictConfig) -> tuple[DictConfig, bool]:
     with open_dict(saved):
         saved.resume = str(directory)
     return saved, True
-
-
-def _write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
-    """``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, as Hydra itself writes them."""
-    directory = run_dir / ".hydra"
-    directory.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(directory / "config.yaml", OmegaConf.to_yaml(cfg))
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.get()
-        write_text_atomic(
-            directory / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg}))
-        )
-        write_text_atomic(directory / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
 
 
 def _finish(
