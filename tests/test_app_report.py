@@ -197,3 +197,25 @@ def test_stage_timings_accumulate_in_order() -> None:
     assert timings.as_dict()["train"] == 1.5
     with pytest.raises(ValueError, match="non-negative"):
         timings.add("train", -1.0)
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from lightning_prunelimit.app.checkpoint_io import AtomicCheckpointIO
+
+    target = tmp_path / "dense.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1}, target)
+    before = target.read_bytes()
+
+    def disk_full(self, checkpoint, path, storage_options=None):
+        Path(path).write_bytes(b"trunc")  # half a file, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2}, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.ckpt"]

@@ -197,7 +197,7 @@ def _check_arguments(node: DictConfig, key: str) -> None:
                 f"{', '.join(accepted)}): {hint}"
             )
     for argument in given:
-        _check_number(node, key, argument, parameters[argument].default)
+        _check_number(node, key, argument, parameters[argument])
     if node.get("_partial_", False):
         return
     for argument, parameter in parameters.items():
@@ -211,9 +211,15 @@ def _check_arguments(node: DictConfig, key: str) -> None:
             )
 
 
-def _check_number(node: DictConfig, key: str, argument: str, default: Any) -> None:
-    """A number where the target's default is a number (``lr=abc`` fails here, by its key)."""
+def _check_number(node: DictConfig, key: str, argument: str, parameter: inspect.Parameter) -> None:
+    """A number where the target's default is a number and its annotation admits no string
+    (``lr=abc`` fails here, by its key; ``num_iters=auto`` passes when annotated so)."""
+    default = parameter.default
     if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return
+    annotation = parameter.annotation
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if any(word in str(text or repr(annotation)) for word in ("str", "Literal", "Any")):
         return
     value = node[argument]
     if value is None:
