@@ -203,7 +203,23 @@ def test_a_refused_rerun_leaves_every_file_as_it_was(simultaneous: dict[str, obj
     assert _files(run) == before  # byte for byte, .hydra/ and the log included
 
 
-def _interrupt_after(args: list[str], cwd: Path, signum: int, marker: str) -> tuple[int, str, str]:
+INTERRUPTIBLE = (*TINY, "trainer.max_epochs=12")
+
+
+def _epochs(stdout: str) -> list[int]:
+    return [
+        int(line.split()[1].split("/")[0])
+        for line in stdout.splitlines()
+        if line.startswith("epoch ")
+    ]
+
+
+def _interrupted(cwd: Path, data_dir: Path, signum: int, after: str) -> tuple[str, Path]:
+    """Start a 12-epoch job, send ``signum`` once its output shows ``after``, check the exit.
+
+    Returns the job's standard output and its run directory.
+    """
+    args = [*INTERRUPTIBLE, f"paths.data_dir={data_dir}"]
     process = subprocess.Popen(
         _command(args),
         cwd=cwd,
@@ -216,48 +232,40 @@ def _interrupt_after(args: list[str], cwd: Path, signum: int, marker: str) -> tu
     assert process.stdout is not None
     for line in process.stdout:
         seen.append(line)
-        if line.startswith(marker):
+        if line.startswith(after):
             process.send_signal(signum)
             break
     stdout, stderr = process.communicate(timeout=120)
-    return process.returncode, "".join(seen) + stdout, stderr
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr and "SystemExit" not in stderr
+    (run,) = _run_dirs(cwd)
+    assert stderr.strip().splitlines()[-1] == (
+        f"prunelimit: interrupted by {name} in stage train; continue with: prunelimit resume={run}"
+    )
+    report = JobReport.read(run / "report.json")
+    assert (report.status, report.stage) == ("interrupted", "train")
+    assert report.error == f"JobInterrupted: interrupted by {name}" and report.dense is None
+    return "".join(seen) + stdout, run
 
 
 @pytest.mark.slow
 def test_sigterm_during_training_is_reported_and_the_run_resumes(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    args = [*TINY, "trainer.max_epochs=12", f"paths.data_dir={data_dir}"]
-    status, stdout, stderr = _interrupt_after(args, tmp_path, signal.SIGTERM, "epoch 2/12")
-    assert status == 143, stderr[-3000:]
-    (run,) = _run_dirs(tmp_path)
-    last = stderr.strip().splitlines()[-1]
-    assert last == (
-        f"prunelimit: interrupted by SIGTERM in stage train; continue with: prunelimit resume={run}"
-    )
-    report = JobReport.read(run / "report.json")
-    assert (report.status, report.stage) == ("interrupted", "train")
-    assert report.error == "JobInterrupted: interrupted by SIGTERM" and report.dense is None
+    stdout, run = _interrupted(tmp_path, data_dir, signal.SIGTERM, "epoch 2/12")
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "dense.ckpt").exists()
-    stopped_at = max(
-        int(line.split()[1].split("/")[0])
-        for line in stdout.splitlines()
-        if line.startswith("epoch ")
-    )
+    stopped_at = max(_epochs(stdout))
 
     original_config = (run / ".hydra" / "config.yaml").read_bytes()
     resumed = prunelimit(["resume=" + str(run)], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    epochs = [
-        int(line.split()[1].split("/")[0])
-        for line in resumed.stdout.splitlines()
-        if line.startswith("epoch ")
-    ]
-    assert epochs[0] > 1 and epochs[0] <= stopped_at + 1 and epochs[-1] == 12  # continued
+    epochs = _epochs(resumed.stdout)
+    assert 1 < epochs[0] <= stopped_at + 1 and epochs[-1] == 12  # continued, not restarted
     report = JobReport.read(run / "report.json")
     assert report.status == "completed" and report.stage is None
     assert report.dense["epochs"] == 12 and report.job["resumed"] == 1
-    assert report.job["overrides"] == args  # the run's own identity is kept
+    assert report.job["overrides"] == [*INTERRUPTIBLE, f"paths.data_dir={data_dir}"]
     assert report.prediction is not None and report.pruned is not None
     assert len(_run_dirs(tmp_path)) == 1  # the same directory
     assert (run / ".hydra" / "config.yaml").read_bytes() == original_config
@@ -270,14 +278,7 @@ def test_sigterm_during_training_is_reported_and_the_run_resumes(
 def test_sigint_ends_with_status_130_and_an_interrupted_report(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    args = [*TINY, "trainer.max_epochs=12", f"paths.data_dir={data_dir}"]
-    status, _, stderr = _interrupt_after(args, tmp_path, signal.SIGINT, "epoch 1/12")
-    assert status == 130, stderr[-3000:]
-    assert "SystemExit" not in stderr and "Traceback" not in stderr
-    (run,) = _run_dirs(tmp_path)
-    report = JobReport.read(run / "report.json")
-    assert (report.status, report.stage) == ("interrupted", "train")
-    assert report.error == "JobInterrupted: interrupted by SIGINT"
+    _interrupted(tmp_path, data_dir, signal.SIGINT, "epoch 1/12")
 
 
 @pytest.mark.slow
