@@ -82,6 +82,18 @@ def prunelimit(
     )
 
 
+def start(args: Sequence[str], *, cwd: Path) -> subprocess.Popen[str]:
+    """Start ``prunelimit args`` in ``cwd`` without waiting for it, output piped."""
+    return subprocess.Popen(
+        _command(args),
+        cwd=cwd,
+        env=_env(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _readme_command(prefix: str) -> list[str]:
     """The README's command line that starts with ``prefix``, split into arguments."""
     for line in README.splitlines():
@@ -153,17 +165,7 @@ def simultaneous(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> di
     """Two jobs launched at the same moment from one directory (as a scheduler might)."""
     cwd = tmp_path_factory.mktemp("simultaneous")
     commands = [[*ONE_EPOCH, f"paths.data_dir={data_dir}", f"seed={seed}"] for seed in (1, 2)]
-    processes = [
-        subprocess.Popen(
-            _command(args),
-            cwd=cwd,
-            env=_env(None),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in commands
-    ]
+    processes = [start(args, cwd=cwd) for args in commands]
     outputs = [p.communicate(timeout=300) for p in processes]
     return {"cwd": cwd, "commands": commands, "processes": processes, "outputs": outputs}
 
@@ -220,14 +222,7 @@ def _interrupted(cwd: Path, data_dir: Path, signum: int, after: str) -> tuple[st
     Returns the job's standard output and its run directory.
     """
     args = [*INTERRUPTIBLE, f"paths.data_dir={data_dir}"]
-    process = subprocess.Popen(
-        _command(args),
-        cwd=cwd,
-        env=_env(None),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start(args, cwd=cwd)
     seen = []
     assert process.stdout is not None
     for line in process.stdout:
