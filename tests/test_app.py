@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
     run_cli,
 )
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from lightning_prunelimit.app import ConfigError, JobReport, run_task
 from lightning_prunelimit.models import ImageClassifier
@@ -303,3 +305,38 @@ def test_multirun_writes_a_sweep_summary_and_survives_a_failed_job(
     for run in (runs[0][0], runs[1][0]):  # the resolved config went to W&B
         assert b"l1_regularization" in next(run.glob("run-*.wandb")).read_bytes()
     assert not (sweep_dir / "2" / "wandb").exists()
+
+
+def test_resume_after_finished_training_runs_the_later_stages_once(
+    default_job: dict[str, Any], tmp_path: Path, data_dir: Path
+) -> None:
+    """Interrupted after training (spectrum stage): resume computes the same results."""
+    run = tmp_path / "run"
+    shutil.copytree(default_job["run_dir"], run)
+    (run / ".hydra").mkdir()
+    for name in ("dense.ckpt", "pruned.ckpt"):
+        (run / name).unlink()
+    saved = default_job["cfg"].copy()  # what Hydra saves as .hydra/config.yaml
+    saved.paths.output_dir = str(run)
+    OmegaConf.save(saved, run / ".hydra" / "config.yaml")
+    original = JobReport.read(default_job["run_dir"] / "report.json")
+
+    run_task(compose_job([f"resume={run}"], run_dir=run, data_dir=data_dir))
+    report = JobReport.read(run / "report.json")
+    assert report.status == "completed" and report.job["resumed"] == 1
+    assert report.dense["epochs"] == original.dense["epochs"] == 3
+    assert report.value("dense.accuracy") == original.value("dense.accuracy")
+    assert report.prediction["kept_fraction"] == original.prediction["kept_fraction"]
+    assert report.actual["curve"] == original.actual["curve"]
+    assert report.timings_s["spectrum"] > 0 and (run / "pruned.ckpt").is_file()
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_task(compose_job([f"resume={run}"], run_dir=run, data_dir=data_dir))
+
+
+def test_checkpoints_reload_with_the_documented_one_liner(default_job: dict[str, Any]) -> None:
+    run_dir = default_job["run_dir"]
+    for name in ("dense.ckpt", "pruned.ckpt"):
+        model = ImageClassifier.load_from_checkpoint(run_dir / name)
+        assert type(model.net).__name__ == "MLP" and model.hparams.optimizer["lr"] == 0.05
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert not list(run_dir.rglob("*.tmp"))  # atomic writes leave no temporary files

@@ -109,8 +109,20 @@ def test_values_by_dotted_key() -> None:
 
 
 def test_status_must_be_known() -> None:
-    with pytest.raises(ValueError, match="status must be 'completed' or 'failed'"):
+    with pytest.raises(ValueError, match="status must be one of completed, failed, interrupted"):
         JobReport(status="done")
+
+
+def test_an_interrupted_report_names_its_stage(tmp_path: Path) -> None:
+    report = JobReport(
+        status="interrupted", error="JobInterrupted: interrupted by SIGTERM", stage="spectrum"
+    )
+    assert JobReport.read(report.write(tmp_path)[0]) == report
+    assert report.summary_table().splitlines()[-2:] == [
+        "status                        interrupted (stage spectrum)",
+        "error                         JobInterrupted: interrupted by SIGTERM",
+    ]
+    assert "Stopped in stage `spectrum`." in report.to_markdown()
 
 
 def test_summary_table_lists_the_headline_figures() -> None:
@@ -121,7 +133,7 @@ def test_summary_table_lists_the_headline_figures() -> None:
         "pruned + fine-tuned accuracy  0.8900",
         "realised sparsity             0.7500",
     ]
-    failed = JobReport(status="failed", error="ConfigError: bad").summary_table()
+    failed = JobReport(status="failed", error="ConfigError: bad", stage="setup").summary_table()
     assert failed.splitlines()[-1] == "error                         ConfigError: bad"
 
 
@@ -185,3 +197,25 @@ def test_stage_timings_accumulate_in_order() -> None:
     assert timings.as_dict()["train"] == 1.5
     with pytest.raises(ValueError, match="non-negative"):
         timings.add("train", -1.0)
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from lightning_prunelimit.app.checkpoint_io import AtomicCheckpointIO
+
+    target = tmp_path / "dense.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1}, target)
+    before = target.read_bytes()
+
+    def disk_full(self, checkpoint, path, storage_options=None):
+        Path(path).write_bytes(b"trunc")  # half a file, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2}, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.ckpt"]

@@ -10,10 +10,12 @@ from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
     compose_job,
 )
 from hydra.errors import CompactHydraException
-from omegaconf import open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_prunelimit.app import ConfigError, JobReport, run_task, validate_config
-from lightning_prunelimit.app.validation import check_no_checkpoints
+from lightning_prunelimit.app.interrupt import JobRefused
+from lightning_prunelimit.app.run_directory import RunDirectory
+from lightning_prunelimit.app.validation import check_no_checkpoints, check_resumable
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,10 @@ from lightning_prunelimit.app.validation import check_no_checkpoints
         ),
         (["+model.net.hiden=[3]"], "did you mean model.net.hidden?"),
         (["+trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
+        (["+model.optimizer.lrr=1"], "did you mean model.optimizer.lr?"),
+        (["model.optimizer.lr=abc"], "model.optimizer.lr must be a number, got 'abc'"),
+        (["data.batch_size=abc"], "data.batch_size must be a number, got 'abc'"),
+        (["model.scheduler.gamma=[1]"], "model.scheduler.gamma must be a number, got [1]"),
         (
             ["+callbacks.hessian_spectrun.num_iters=3"],
             "callbacks.hessian_spectrun has no _target_ (it holds ['num_iters']): add it through "
@@ -82,6 +88,17 @@ def test_an_existing_checkpoint_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "pruned.ckpt").read_bytes() == b"weights"
 
 
+def test_a_periodic_checkpoint_is_refused_with_the_resume_option(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match=rf"last\.ckpt already exists .* resume={tmp_path}$"):
+        check_no_checkpoints(tmp_path)
+    check_resumable(tmp_path)  # not finished: it can be resumed
+    (tmp_path / "pruned.ckpt").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match="the run in .* finished, there is nothing to resume"):
+        check_resumable(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -96,9 +113,9 @@ def test_an_existing_checkpoint_is_refused(tmp_path: Path) -> None:
             "model.num_classes=10",
         ),
         (
-            ["model.lr=-0.1"],
-            "model (lightning_prunelimit.models.classifier.ImageClassifier): ValueError: lr must "
-            "be positive, got -0.1",
+            ["model.optimizer.lr=-0.1"],
+            "model (lightning_prunelimit.models.classifier.ImageClassifier): ValueError: "
+            "optimizer: Invalid learning rate: -0.1",
         ),
         (
             ["callbacks.hessian_spectrum.num_iters=0"],
@@ -125,3 +142,56 @@ def test_a_training_run_without_a_step_is_refused_before_any_checkpoint(tmp_path
     with pytest.raises(ConfigError, match="training ran no optimizer step"):
         run_task(cfg)
     assert not (tmp_path / "dense.ckpt").exists()
+
+
+def _hydra_config(tmp_path: Path, run_dir: str, overrides: list[str]) -> DictConfig:
+    return OmegaConf.create(
+        {
+            "resume": None,
+            "hydra": {
+                "run": {"dir": run_dir},
+                "sweep": {"dir": run_dir},
+                "overrides": {"hydra": overrides},
+            },
+        }
+    )
+
+
+def test_run_directory_claims_a_fresh_name_or_refuses_in_one_line(tmp_path: Path) -> None:
+    default = str(tmp_path / "runs" / "t")
+    first, second = _hydra_config(tmp_path, default, []), _hydra_config(tmp_path, default, [])
+    RunDirectory().on_run_start(first)
+    RunDirectory().on_run_start(second)
+    assert [Path(c.hydra.run.dir).name for c in (first, second)] == ["t", "t_2"]
+    # a directory given on the command line is used as it is (the job refuses checkpoints)
+    given = _hydra_config(tmp_path, default, [f"hydra.run.dir={default}"])
+    RunDirectory().on_run_start(given)
+    assert given.hydra.run.dir == default
+    sweep = _hydra_config(tmp_path, default, [])
+    RunDirectory().on_multirun_start(sweep)
+    assert Path(sweep.hydra.sweep.dir).name == "t_3"
+    assert list(sweep.hydra.overrides.hydra) == [f"hydra.sweep.dir={sweep.hydra.sweep.dir}"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cases = [
+        (_hydra_config(tmp_path, f"{a_file}/run", []), "on_run_start", "set paths.log_dir"),
+        (
+            _hydra_config(tmp_path, f"{a_file}/run", [f"hydra.run.dir={a_file}/run"]),
+            "on_run_start",
+            "set hydra.run.dir",
+        ),
+        (_hydra_config(tmp_path, f"{a_file}/sweep", []), "on_multirun_start", "set paths.log_dir"),
+    ]
+    for config, hook, fix in cases:
+        with pytest.raises(JobRefused, match=rf"cannot write the run directory .*: {fix} "):
+            getattr(RunDirectory(), hook)(config)
+    resume = _hydra_config(tmp_path, default, [])
+    resume.resume = str(tmp_path / "runs" / "t")
+    with pytest.raises(JobRefused, match="is not a run directory of prunelimit"):
+        RunDirectory().on_run_start(resume)
+    (tmp_path / "runs" / "t" / ".hydra").mkdir()
+    (tmp_path / "runs" / "t" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    RunDirectory().on_run_start(resume)
+    assert resume.hydra.run.dir == str(tmp_path / "runs" / "t")
+    with pytest.raises(JobRefused, match="resume=<run dir> continues one run: drop -m"):
+        RunDirectory().on_multirun_start(resume)

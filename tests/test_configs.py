@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
     CONF,
     clean_hydra_state,
@@ -93,7 +95,9 @@ def test_default_callbacks_compose_one_named_node_per_callback(tmp_path: Path) -
         "pruning_limit": "PruningLimit",
         "sparsity_sweep": "SparsitySweep",
         "one_shot_pruning": "GlobalOneShotPruning",
+        "model_checkpoint": "ModelCheckpoint",
     }
+    assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "checkpoints")
     assert len(compose_job(["callbacks=none"], run_dir=tmp_path).callbacks) == 0
 
 
@@ -159,9 +163,12 @@ def test_paper_experiments_use_the_reference_hyperparameters(name: str, tmp_path
     assert cfg.data._target_.rsplit(".", 1)[-1].lower() == f"{data}datamodule"
     assert cfg.data.batch_size == 128 and cfg.data.augment is True
     assert cfg.callbacks.l1_regularization.strength == pytest.approx(strength, rel=0, abs=0)
-    assert (cfg.model.lr, cfg.model.warmup_epochs, cfg.model.schedule) == (lr, warmup, schedule)
-    assert (cfg.model.momentum, cfg.model.weight_decay, cfg.model.nesterov) == (0.9, 0.0, False)
-    assert cfg.trainer.max_epochs == 200 and cfg.model.max_epochs == 200
+    optimizer, scheduler = cfg.model.optimizer, cfg.model.scheduler
+    assert (optimizer.lr, scheduler.warmup_epochs, scheduler.schedule) == (lr, warmup, schedule)
+    assert optimizer._target_ == "torch.optim.SGD" and optimizer._partial_ is True
+    assert (optimizer.momentum, optimizer.weight_decay, optimizer.nesterov) == (0.9, 0.0, False)
+    assert cfg.trainer.max_epochs == 200 and scheduler.max_epochs == 200
+    assert cfg.finetune_epochs == 20
     assert cfg.trainer.accelerator == "gpu"
     assert cfg.callbacks.hessian_spectrum.num_iters == lanczos
     assert cfg.callbacks.hessian_spectrum.num_probes == 1
@@ -170,7 +177,53 @@ def test_paper_experiments_use_the_reference_hyperparameters(name: str, tmp_path
     assert cfg.callbacks.l1_regularization.include_norm_layers is has_batch_norm
     assert cfg.task_name == name
     if name == "alexnet_cifar10":
-        assert list(cfg.model.milestones) == [60, 120, 160] and cfg.model.gamma == 0.5
+        assert list(scheduler.milestones) == [60, 120, 160] and scheduler.gamma == 0.5
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    found: dict[str, Any] = {}
+    for key, value in node.items():
+        found.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
+@pytest.mark.parametrize("name", [*sorted(PAPER), "fc5_fashion_mnist"])
+def test_experiments_set_only_what_differs(name: str, tmp_path: Path) -> None:
+    """Every value an experiment file sets differs from what its defaults list gives."""
+    body = yaml.safe_load((CONF / "experiment" / f"{name}.yaml").read_text())
+    choices = [e for e in body.pop("defaults") if isinstance(e, dict)]
+    overrides = [f"{k.split()[-1].lstrip('/')}={v}" for e in choices for k, v in e.items()]
+    if name in PAPER:
+        overrides.append("+paper=base")
+    without = OmegaConf.to_container(compose_job(overrides, run_dir=tmp_path), resolve=True)
+    with_it = OmegaConf.to_container(
+        compose_job([f"experiment={name}"], run_dir=tmp_path), resolve=True
+    )
+    assert without != with_it
+    for key, value in _leaves({k: v for k, v in body.items() if k != "task_name"}).items():
+        assert OmegaConf.select(OmegaConf.create(without), key) != value, key
+        assert OmegaConf.select(OmegaConf.create(with_it), key) == value, key
+
+
+def test_paper_experiments_extend_one_base() -> None:
+    for name in PAPER:
+        text = (CONF / "experiment" / f"{name}.yaml").read_text()
+        assert "  - /paper/base\n" in text, name
+        assert "momentum" not in text and "batch_size" not in text and "max_epochs" not in text
+    base = compose_hydra(["+paper=base"])
+    assert base.trainer.accelerator == "gpu" and base.trainer.max_epochs == 200
+    assert base.callbacks.hessian_spectrum.num_iters == 128
+
+
+def test_optimizer_and_schedule_are_partial_nodes_of_every_model(tmp_path: Path) -> None:
+    for path in sorted((CONF / "model").glob("*.yaml")):
+        cfg = compose_job([f"model={path.stem}"], run_dir=tmp_path)
+        assert cfg.model._recursive_ is False
+        assert cfg.model.optimizer._partial_ is True and cfg.model.scheduler._partial_ is True
+        text = path.read_text()
+        assert "momentum" not in text and "milestones" not in text, path.name
 
 
 # Prunable (Linear + Conv) weights of each experiment's network.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import lightning as L
@@ -11,7 +12,13 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from lightning_prunelimit.data import DigitsDataModule
-from lightning_prunelimit.models import EpochLRSchedule, ImageClassifier, SmallCNN, small_mlp
+from lightning_prunelimit.models import (
+    EpochLRSchedule,
+    ImageClassifier,
+    SmallCNN,
+    epoch_lr_scheduler,
+    small_mlp,
+)
 
 
 def _trainer(**kwargs) -> L.Trainer:
@@ -98,6 +105,14 @@ def digits() -> DigitsDataModule:
     return dm
 
 
+def _sgd(**settings):
+    return functools.partial(torch.optim.SGD, **settings)
+
+
+def _schedule(**settings):
+    return functools.partial(epoch_lr_scheduler, **settings)
+
+
 def test_classifier_exposes_net_and_loss_fn():
     torch.manual_seed(0)
     net = small_mlp(in_features=40)
@@ -106,20 +121,28 @@ def test_classifier_exposes_net_and_loss_fn():
     assert isinstance(model.loss_fn, nn.CrossEntropyLoss) and model.loss_fn.reduction == "mean"
     x = torch.randn(4, 40)
     assert torch.equal(model(x), net(x))
-    assert "net" not in model.hparams
-    assert model.hparams.lr == 0.01 and model.hparams.momentum == 0.9
-    assert model.hparams.schedule == "constant" and model.hparams.warmup_epochs == 0
+    assert "net" not in model.hparams  # an object is not a hyper-parameter
+    optimizer = model.configure_optimizers()  # no scheduler: the optimizer alone
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert (optimizer.defaults["lr"], optimizer.defaults["momentum"]) == (0.01, 0.9)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"net": "fc5"}, TypeError, "net must be a torch.nn.Module"),
+        ({"net": "fc5"}, TypeError, "net must be a torch.nn.Module or its config node"),
+        ({"net": {"in_features": 3}}, ValueError, "net node has no _target_"),
         ({"num_classes": 1}, ValueError, "num_classes must be an integer >= 2"),
-        ({"lr": 0.0}, ValueError, "lr must be positive"),
-        ({"momentum": 0.0, "nesterov": True}, ValueError, "nesterov=True needs momentum"),
-        ({"schedule": "linear"}, ValueError, "schedule must be one of"),
-        ({"schedule": "cosine", "max_epochs": 3, "warmup_epochs": 5}, ValueError, "must exceed"),
+        ({"optimizer": _sgd(lr=-1.0)}, ValueError, "optimizer: Invalid learning rate: -1.0"),
+        ({"optimizer": _sgd(lr=0.1, nesterov=True)}, ValueError, "optimizer: Nesterov"),
+        ({"optimizer": "sgd"}, TypeError, "optimizer must be a function"),
+        ({"scheduler": _schedule(schedule="linear")}, ValueError, "scheduler: schedule must be"),
+        (
+            {"scheduler": _schedule(schedule="cosine", max_epochs=3, warmup_epochs=5)},
+            ValueError,
+            "must exceed",
+        ),
+        ({"scheduler": _schedule(schedule="cosine")}, ValueError, "cosine schedule needs max"),
     ],
 )
 def test_classifier_rejects_bad_arguments(kwargs, error, message):
@@ -128,9 +151,12 @@ def test_classifier_rejects_bad_arguments(kwargs, error, message):
         ImageClassifier(**arguments)
 
 
-def test_optimizer_is_sgd_with_the_given_settings():
+def test_optimizer_and_scheduler_come_from_their_factories():
     model = ImageClassifier(
-        small_mlp(), 10, lr=0.1, momentum=0.8, weight_decay=5e-4, nesterov=True, warmup_epochs=5
+        small_mlp(),
+        10,
+        optimizer=_sgd(lr=0.1, momentum=0.8, weight_decay=5e-4, nesterov=True),
+        scheduler=_schedule(warmup_epochs=5),
     )
     config = model.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]
@@ -141,11 +167,15 @@ def test_optimizer_is_sgd_with_the_given_settings():
     assert scheduler["interval"] == "epoch" and scheduler["frequency"] == 1
     assert isinstance(scheduler["scheduler"], torch.optim.lr_scheduler.LambdaLR)
     assert sum(p.numel() for p in group["params"]) == sum(p.numel() for p in model.parameters())
+    adam = ImageClassifier(small_mlp(), 10, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    assert isinstance(adam.configure_optimizers(), torch.optim.Adam)
 
 
 def test_training_on_digits_logs_metrics_that_match_a_manual_evaluation(digits):
     torch.manual_seed(0)
-    model = ImageClassifier(small_mlp(in_features=64, hidden=[32]), num_classes=10, lr=0.05)
+    model = ImageClassifier(
+        small_mlp(in_features=64, hidden=[32]), num_classes=10, optimizer=_sgd(lr=0.05)
+    )
     trainer = _trainer(max_epochs=2)
     trainer.fit(model, datamodule=digits)
     metrics = trainer.callback_metrics
@@ -172,11 +202,8 @@ def test_learning_rate_is_stepped_per_epoch_warmup_then_multistep(digits):
     model = ImageClassifier(
         SmallCNN(channels=[4]),
         10,
-        lr=0.2,
-        warmup_epochs=2,
-        schedule="multistep",
-        milestones=[3, 4],
-        gamma=0.1,
+        optimizer=_sgd(lr=0.2),
+        scheduler=_schedule(schedule="multistep", warmup_epochs=2, milestones=[3, 4], gamma=0.1),
     )
     record = _RecordLR()
     trainer = _trainer(max_epochs=6, limit_train_batches=3, limit_val_batches=0, callbacks=[record])
@@ -185,24 +212,19 @@ def test_learning_rate_is_stepped_per_epoch_warmup_then_multistep(digits):
     assert record.lrs == pytest.approx(expected, rel=1e-12)
 
 
-def test_cosine_period_defaults_to_the_trainers_max_epochs(digits):
+def test_cosine_schedule_over_the_given_epochs(digits):
     torch.manual_seed(0)
-    model = ImageClassifier(SmallCNN(channels=[4]), 10, lr=0.1, warmup_epochs=1, schedule="cosine")
+    model = ImageClassifier(
+        SmallCNN(channels=[4]),
+        10,
+        optimizer=_sgd(lr=0.1),
+        scheduler=_schedule(schedule="cosine", warmup_epochs=1, max_epochs=5),
+    )
     record = _RecordLR()
     trainer = _trainer(max_epochs=5, limit_train_batches=2, limit_val_batches=0, callbacks=[record])
     trainer.fit(model, datamodule=digits)
     expected = [0.1] + [0.1 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)]
     assert record.lrs == pytest.approx(expected, rel=1e-12)
-    assert model.lr_schedule().max_epochs == 5
-
-
-def test_cosine_without_finite_epochs_is_rejected(digits):
-    model = ImageClassifier(SmallCNN(channels=[4]), 10, schedule="cosine")
-    with pytest.raises(ValueError, match="the cosine schedule needs a finite number of epochs"):
-        model.configure_optimizers()
-    trainer = _trainer(max_epochs=-1, max_steps=2, limit_val_batches=0)
-    with pytest.raises(ValueError, match="finite number of epochs"):
-        trainer.fit(model, datamodule=digits)
 
 
 def test_wrong_number_of_logits_is_reported(digits):
@@ -212,38 +234,65 @@ def test_wrong_number_of_logits_is_reported(digits):
         trainer.fit(model, datamodule=digits)
 
 
-def test_checkpoint_reloads_with_a_fresh_network(digits, tmp_path):
+def test_config_nodes_make_a_checkpoint_that_reloads_alone(digits, tmp_path):
+    """As the app builds it: net, optimizer, scheduler as nodes; the checkpoint needs nothing."""
     torch.manual_seed(0)
-    # Hydra passes lists as ListConfig; the checkpoint must still load with weights_only.
-    milestones = OmegaConf.create([1])
-    model = ImageClassifier(
-        SmallCNN(channels=[4]), 10, lr=0.03, schedule="multistep", milestones=milestones, gamma=0.5
+    nodes = OmegaConf.create(
+        {
+            "net": {"_target_": "lightning_prunelimit.models.SmallCNN", "channels": [4]},
+            "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.03},
+            "scheduler": {
+                "_target_": "lightning_prunelimit.models.epoch_lr_scheduler",
+                "_partial_": True,
+                "schedule": "multistep",
+                "milestones": [1],
+                "gamma": 0.5,
+            },
+        }
     )
-    assert model.hparams.milestones == [1] and type(model.hparams.milestones) is list
+    model = ImageClassifier(nodes.net, 10, optimizer=nodes.optimizer, scheduler=nodes.scheduler)
+    assert type(model.hparams.scheduler["milestones"]) is list  # plain, not ListConfig
     trainer = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0)
     trainer.fit(model, datamodule=digits)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     torch.manual_seed(1)
-    restored = ImageClassifier.load_from_checkpoint(path, net=SmallCNN(channels=[4]))
+    restored = ImageClassifier.load_from_checkpoint(path, weights_only=True)
     assert dict(restored.hparams) == dict(model.hparams)
-    assert restored.hparams.lr == 0.03 and list(restored.hparams.milestones) == [1]
+    assert restored.hparams.optimizer["lr"] == 0.03
     state, restored_state = model.state_dict(), restored.state_dict()
     assert state.keys() == restored_state.keys()
     for key, value in state.items():
         assert torch.equal(value, restored_state[key]), key
 
 
+def test_checkpoint_of_a_network_object_reloads_with_the_network(digits, tmp_path):
+    torch.manual_seed(0)
+    model = ImageClassifier(SmallCNN(channels=[4]), 10)
+    trainer = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(model, datamodule=digits)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    restored = ImageClassifier.load_from_checkpoint(
+        tmp_path / "model.ckpt", net=SmallCNN(channels=[4])
+    )
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(restored.net.state_dict()[key], value), key
+
+
 def test_resuming_from_a_checkpoint_continues_the_schedule(digits, tmp_path):
     settings = {"schedule": "multistep", "warmup_epochs": 2, "milestones": [3], "gamma": 0.1}
     torch.manual_seed(0)
-    model = ImageClassifier(SmallCNN(channels=[4]), 10, lr=0.1, **settings)
+    model = ImageClassifier(
+        SmallCNN(channels=[4]), 10, optimizer=_sgd(lr=0.1), scheduler=_schedule(**settings)
+    )
     trainer = _trainer(max_epochs=3, limit_train_batches=1, limit_val_batches=0)
     trainer.fit(model, datamodule=digits)
     path = tmp_path / "epoch3.ckpt"
     trainer.save_checkpoint(path)
     record = _RecordLR()
-    resumed = ImageClassifier(SmallCNN(channels=[4]), 10, lr=0.1, **settings)
+    resumed = ImageClassifier(
+        SmallCNN(channels=[4]), 10, optimizer=_sgd(lr=0.1), scheduler=_schedule(**settings)
+    )
     trainer = _trainer(max_epochs=5, limit_train_batches=1, limit_val_batches=0, callbacks=[record])
     trainer.fit(resumed, datamodule=digits, ckpt_path=path)
     assert record.lrs == pytest.approx([0.01, 0.01], rel=1e-12)  # epochs 3 and 4

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+import urllib.error
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_prunelimit.app.checkpoint_io import AtomicCheckpointIO
+from lightning_prunelimit.app.console import EpochLines
+from lightning_prunelimit.app.divergence import StopOnNonFiniteLoss
 from lightning_prunelimit.app.instantiate import instantiate_group, instantiate_node
+from lightning_prunelimit.app.resume import FinishTrainingOnResume
 from lightning_prunelimit.app.timing import StageTimings, TrainEndClock
 from lightning_prunelimit.app.validation import ConfigError, validate_config
 
@@ -25,6 +32,8 @@ def run_pipeline(
     run_dir: Path,
     sections: MutableMapping[str, Any],
     timings: StageTimings,
+    *,
+    resume: bool = False,
 ) -> None:
     """Run stages 1-5 of the job and fill the report's sections as each stage finishes.
 
@@ -36,7 +45,11 @@ def run_pipeline(
        ``finetune_epochs``, test, and save ``pruned.ckpt``.
 
     ``torch_threads`` (when set) is the number of CPU threads torch uses during the job; the
-    previous number is restored afterwards.
+    previous number is restored afterwards. The dense training saves ``checkpoints/last.ckpt``
+    every epoch when ``callbacks.model_checkpoint`` is configured; with ``resume=True`` it
+    continues from that checkpoint (later stages then run once). Every checkpoint is written to
+    a temporary file and renamed. Training stops at the first batch whose loss is not finite.
+    When standard output is not a terminal, a line per epoch replaces the progress bar.
 
     Sections filled (see :class:`~lightning_prunelimit.app.report.JobReport`): ``dense``,
     ``spectrum``, ``prediction``, ``actual``, ``pruned``. A stage whose callback is not
@@ -47,7 +60,8 @@ def run_pipeline(
         cfg: the composed job config.
         run_dir: the run directory (``dense.ckpt`` and ``pruned.ckpt`` go there).
         sections: filled in place, so a failing stage leaves the earlier stages' results.
-        timings: seconds per stage, filled in place.
+        timings: seconds per stage, filled in place; its ``current`` names the running stage.
+        resume: continue the dense training from the last periodic checkpoint, if any.
 
     Example:
         >>> from lightning_prunelimit.app.timing import StageTimings
@@ -62,7 +76,7 @@ def run_pipeline(
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     with _torch_threads(cfg.get("torch_threads")):
-        _run_stages(cfg, run_dir, sections, timings)
+        _run_stages(cfg, run_dir, sections, timings, resume)
 
 
 def _run_stages(
@@ -70,9 +84,11 @@ def _run_stages(
     run_dir: Path,
     sections: MutableMapping[str, Any],
     timings: StageTimings,
+    resume: bool,
 ) -> None:
     from lightning_prunelimit import GlobalOneShotPruning
 
+    console = _console_callbacks(cfg.trainer)
     with timings.measure("setup"):
         callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
         pruning_keys = [k for k, c in callbacks.items() if isinstance(c, GlobalOneShotPruning)]
@@ -85,12 +101,23 @@ def _run_stages(
         config = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:
             logger.log_hyperparams(config)
-        ordered, clocks = _with_clocks(training_callbacks)
-        trainer = instantiate_node(cfg.trainer, "trainer", callbacks=ordered, logger=loggers)
+        ordered, clocks = _with_clocks(training_callbacks, timings)
+        guard = StopOnNonFiniteLoss(_divergence_settings(cfg))
+        resuming = [FinishTrainingOnResume()] if resume else []
+        trainer = instantiate_node(
+            cfg.trainer,
+            "trainer",
+            callbacks=[guard, *ordered, *console("epoch"), *resuming],
+            logger=loggers,
+            plugins=[AtomicCheckpointIO()],
+            enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in ordered),
+            **_console_overrides(cfg.trainer),
+        )
 
     # Stages 1-4: one fit; the spectrum, the limit and the sweep compute after its last batch.
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    timings.enter("train")
+    trainer.fit(model, datamodule=datamodule, ckpt_path="last" if resume else None)
     _add_clock_timings(timings, start, clocks, end=time.perf_counter())
     if trainer.global_step == 0 and not trainer.interrupted:
         raise ConfigError(
@@ -101,6 +128,7 @@ def _run_stages(
         )
     _read_callback_results(training_callbacks, sections)
     run_dir.mkdir(parents=True, exist_ok=True)
+    timings.enter("save_dense")
     trainer.save_checkpoint(run_dir / "dense.ckpt")
     with timings.measure("evaluate_dense"):
         dense = _test(trainer, model, datamodule)
@@ -130,10 +158,14 @@ def _run_stages(
     finetuner = instantiate_node(
         cfg.trainer,
         "trainer",
-        callbacks=[pruning] if finetune_epochs else [],
+        callbacks=[guard, pruning, *console("fine-tune epoch")] if finetune_epochs else [],
         logger=loggers,
         max_epochs=finetune_epochs,
         num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **_console_overrides(cfg.trainer),
     )
     with timings.measure("finetune"):
         if finetune_epochs:
@@ -142,6 +174,7 @@ def _run_stages(
             _prune_now(model, float(amount), pruning.parameter_names)
     with timings.measure("evaluate_pruned"):
         pruned = _test(finetuner, model, datamodule)
+    timings.enter("save_pruned")
     finetuner.save_checkpoint(run_dir / "pruned.ckpt")
     realised = _realised_sparsity(model, pruning.parameter_names)
     sections["pruned"] = {
@@ -167,12 +200,52 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _interactive() -> bool:
+    return sys.stdout.isatty()
+
+
+def _console_overrides(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Without a terminal, no progress bar (its redraws would all stay in the log)."""
+    if _interactive() or not trainer_cfg.get("enable_progress_bar", True):
+        return {}
+    return {"enable_progress_bar": False}
+
+
+def _console_callbacks(trainer_cfg: DictConfig) -> Callable[[str], list[Callback]]:
+    """A line per epoch in place of the progress bar, when that is turned off for the log."""
+    replaced = bool(_console_overrides(trainer_cfg))
+    return lambda label: [EpochLines(label)] if replaced else []
+
+
+def _divergence_settings(cfg: DictConfig) -> dict[str, Any]:
+    settings = {}
+    for key in ("model.optimizer.lr", "callbacks.l1_regularization.strength"):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
 def _prepare_data(datamodule: Any) -> None:
+    name = type(datamodule).__name__
+    data_dir = getattr(datamodule, "data_dir", None)
     try:
         datamodule.prepare_data()
         datamodule.setup("fit")
     except (FileNotFoundError, ValueError) as error:
-        raise ConfigError(f"data ({type(datamodule).__name__}): {error}") from error
+        raise ConfigError(f"data ({name}): {error}") from error
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise ConfigError(
+            f"data ({name}): the download failed ({reason}): check the network, or put the "
+            f"files under paths.data_dir={data_dir} yourself and set data.download=false"
+        ) from error
+    except OSError as error:
+        where = error.filename or data_dir
+        raise ConfigError(
+            f"data ({name}): cannot use paths.data_dir={data_dir} ({where}: "
+            f"{error.strerror or error}): set paths.data_dir to a writable directory"
+        ) from error
 
 
 def _check_model_fits_data(model: torch.nn.Module, datamodule: Any) -> None:
@@ -207,17 +280,20 @@ def _check_model_fits_data(model: torch.nn.Module, datamodule: Any) -> None:
         )
 
 
-def _with_clocks(callbacks: Sequence[Callback]) -> tuple[list[Callback], dict[str, TrainEndClock]]:
+def _with_clocks(
+    callbacks: Sequence[Callback], timings: StageTimings
+) -> tuple[list[Callback], dict[str, TrainEndClock]]:
     from lightning_prunelimit import HessianSpectrum, PruningLimit, SparsitySweep
 
     kinds = (("spectrum", HessianSpectrum), ("prediction", PruningLimit), ("actual", SparsitySweep))
     staged = [c for c in callbacks if isinstance(c, tuple(cls for _, cls in kinds))]
     ordered = [c for c in callbacks if c not in staged]
-    clocks = {"train": TrainEndClock()}
-    ordered.append(clocks["train"])
-    for stage, cls in kinds:
-        ordered += [c for c in staged if isinstance(c, cls)]
-        clocks[stage] = TrainEndClock()
+    stages = ["train", *(stage for stage, _ in kinds), "evaluate_dense"]
+    clocks = {}
+    for stage, following in zip(stages[:-1], stages[1:]):
+        if stage != "train":
+            ordered += [c for c in staged if isinstance(c, dict(kinds)[stage])]
+        clocks[stage] = TrainEndClock(then=functools.partial(timings.enter, following))
         ordered.append(clocks[stage])
     return ordered, clocks
 

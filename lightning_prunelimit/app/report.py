@@ -32,6 +32,9 @@ REPORT_METRICS: tuple[str, ...] = (
     "spectrum.top_eigenvalue",
 )
 
+#: What a report's ``status`` can be.
+STATUSES: tuple[str, ...] = ("completed", "failed", "interrupted")
+
 _SECTIONS = ("dense", "prediction", "actual", "pruned", "spectrum")
 
 
@@ -40,8 +43,12 @@ class JobReport:
     """Everything one ``prunelimit`` job found, section by section.
 
     Attributes:
-        status: ``"completed"`` or ``"failed"``.
-        error: ``"<ExceptionType>: <message>"`` for a failed job, else ``None``.
+        status: ``"completed"``, ``"failed"``, or ``"interrupted"`` (SIGTERM or SIGINT; the run
+            continues with ``prunelimit resume=<run dir>``).
+        error: ``"<ExceptionType>: <message>"`` for a failed or interrupted job, else ``None``.
+        stage: the stage that was running when the job failed or was interrupted (``setup``,
+            ``train``, ``spectrum``, ``prediction``, ``actual``, ``evaluate_dense``,
+            ``finetune``, ``evaluate_pruned``, ``report``...), else ``None``.
         dense: the trained dense network: ``accuracy``, ``loss`` (test set),
             ``num_prunable_weights``.
         prediction: the predicted limit (``PruningLimit.prediction.to_dict()``):
@@ -70,6 +77,7 @@ class JobReport:
 
     status: str
     error: str | None = None
+    stage: str | None = None
     dense: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     actual: dict[str, Any] | None = None
@@ -82,8 +90,8 @@ class JobReport:
     versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.status not in ("completed", "failed"):
-            raise ValueError(f"status must be 'completed' or 'failed', got {self.status!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dictionary (non-finite floats become ``None``).
@@ -154,7 +162,8 @@ class JobReport:
         rows = self.summary_rows()
         width = max(len(label) for label, _ in rows)
         lines = [f"{label:<{width}}  {value}" for label, value in rows]
-        if self.status == "failed":
+        if self.status != "completed":
+            lines.append(f"{'status':<{width}}  {self.status} (stage {self.stage})")
             lines.append(f"{'error':<{width}}  {self.error}")
         return "\n".join(lines)
 
@@ -171,6 +180,8 @@ class JobReport:
             lines += [f"Task `{self.job['task_name']}`, status **{self.status}**.", ""]
         else:
             lines += [f"Status **{self.status}**.", ""]
+        if self.stage:
+            lines += [f"Stopped in stage `{self.stage}`.", ""]
         if self.error:
             lines += ["Error:", "", "```", str(self.error), "```", ""]
         if self.job.get("overrides"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import platform
@@ -14,17 +15,20 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from lightning_prunelimit.app.interrupt import JobInterrupted, raise_on_signals
 from lightning_prunelimit.app.pipeline import run_pipeline
 from lightning_prunelimit.app.report import JobReport
 from lightning_prunelimit.app.report_figures import plot_sweep_limits, write_report_figures
+from lightning_prunelimit.app.run_directory import resume_directory
 from lightning_prunelimit.app.sweep_summary import SweepSummary
 from lightning_prunelimit.app.timing import StageTimings
 from lightning_prunelimit.app.validation import (
     CHECKPOINT_NAMES,
     ConfigError,
     check_no_checkpoints,
+    check_resumable,
 )
 
 __all__ = ["run_task"]
@@ -37,14 +41,22 @@ _PACKAGES = ("lightning-prunelimit", "torch", "lightning", "hydra-core", "omegac
 def run_task(cfg: DictConfig) -> float | list[float] | None:
     """Run one job: the stages, then ``report.json``, ``report.md`` and the figures.
 
-    A run directory that already holds ``dense.ckpt`` or ``pruned.ckpt`` is refused (a
-    :class:`~lightning_prunelimit.app.validation.ConfigError`) before anything is written.
-    Otherwise, whatever happens, the run directory gets a report: a failed job's report has
-    ``status: failed``, the error, and the sections of the stages that finished. In a multirun
-    the sweep directory's ``sweep_summary.csv`` / ``.md`` is rebuilt from all jobs' reports after
-    every job, so a failing job never loses the others' results; its error is re-raised
-    afterwards (Hydra then reports it). The active W&B run, if any, is finished, so each job of a
-    sweep gets its own. Reports, figures and the printed table come from global rank zero only.
+    A run directory that already holds a checkpoint (``dense.ckpt``, ``pruned.ckpt``,
+    ``checkpoints/*.ckpt``) is refused (a
+    :class:`~lightning_prunelimit.app.validation.ConfigError`) before anything is written, so
+    its files stay as they were (from the command line, the ``RunDirectory`` Hydra callback
+    refuses it even before Hydra writes ``.hydra/``). Otherwise, whatever happens, the job
+    leaves a report: a failed job's report has ``status: failed``, the error, the stage that
+    was running and the sections of the stages that finished. SIGTERM and SIGINT
+    raise :class:`~lightning_prunelimit.app.interrupt.JobInterrupted` where the job is; the
+    report then says ``status: interrupted`` and the stage, and ``resume=<run dir>`` continues
+    the run (its own config, training from ``checkpoints/last.ckpt``, every later stage once).
+
+    In a multirun the sweep directory's ``sweep_summary.csv`` / ``.md`` is rebuilt from all jobs'
+    reports after every job, so a failing job never loses the others' results; its error is
+    re-raised afterwards (Hydra then reports it). The active W&B run, if any, is finished, so each
+    job of a sweep gets its own. Reports, figures and the printed table come from global rank
+    zero only.
 
     Args:
         cfg: the composed job config (with Hydra's runtime set when run through ``prunelimit``).
@@ -64,26 +76,55 @@ def run_task(cfg: DictConfig) -> float | list[float] | None:
         ...         print(type(error).__name__, JobReport.read(Path(d) / "report.json").status)
         ConfigError failed
     """
+    cfg, resumed = _resumed(cfg)
     timings = StageTimings()
     sections: dict[str, Any] = {}
     run_dir = _run_dir(cfg)
-    check_no_checkpoints(run_dir)  # before anything is written: an earlier run's files stay
-    job = _job_info(cfg, run_dir)
+    if resumed:
+        check_resumable(run_dir)
+    else:
+        check_no_checkpoints(run_dir)  # before anything is written: an earlier run's files stay
+    job = _job_info(cfg, run_dir, resumed)
     report: JobReport | None = None
     failure: BaseException | None = None
-    try:
-        with timings.measure("total"):
-            run_pipeline(cfg, run_dir, sections, timings)
-    except BaseException as error:
-        failure = error
-        raise
-    finally:
-        if rank_zero_only.rank == 0:
-            report = _finish(cfg, run_dir, job, sections, timings, failure)
-        _finish_wandb(failed=failure is not None)
+    with raise_on_signals():
+        try:
+            with timings.measure("total"):
+                run_pipeline(cfg, run_dir, sections, timings, resume=resumed)
+        except BaseException as error:
+            failure = error
+            if isinstance(error, JobInterrupted):
+                error.stage, error.run_dir = timings.current, str(run_dir)
+            raise
+        finally:
+            if rank_zero_only.rank == 0:
+                report = _finish(cfg, run_dir, job, sections, timings, failure)
+            _finish_wandb(failed=failure is not None)
     if report is not None:
-        print(report.summary_table())
+        print(report.summary_table(), flush=True)
     return _metric(cfg, report)
+
+
+def _resumed(cfg: DictConfig) -> tuple[DictConfig, bool]:
+    """The saved config of the run that ``resume=<run dir>`` names, or ``cfg`` unchanged."""
+    value = cfg.get("resume")
+    if not value:
+        return cfg, False
+    directory = resume_directory(value)
+    if HydraConfig.initialized():
+        others = [
+            str(o) for o in HydraConfig.get().overrides.task if not str(o).startswith("resume=")
+        ]
+        if others:
+            raise ConfigError(
+                f"resume={value} continues the run with the config it was started with: drop "
+                f"the other overrides ({' '.join(others)})"
+            )
+    saved = OmegaConf.load(directory / ".hydra" / "config.yaml")
+    assert isinstance(saved, DictConfig)
+    with open_dict(saved):
+        saved.resume = str(directory)
+    return saved, True
 
 
 def _finish(
@@ -94,9 +135,14 @@ def _finish(
     timings: StageTimings,
     failure: BaseException | None,
 ) -> JobReport:
+    if failure is None:
+        status = "completed"
+    else:
+        status = "interrupted" if isinstance(failure, JobInterrupted) else "failed"
     report = JobReport(
-        status="completed" if failure is None else "failed",
+        status=status,
         error=None if failure is None else f"{type(failure).__name__}: {failure}",
+        stage=None if failure is None else timings.current,
         job=job,
         config=_resolved(cfg),
         versions=_versions(),
@@ -139,8 +185,13 @@ def _run_dir(cfg: DictConfig) -> Path:
         ) from error
 
 
-def _job_info(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _job_info(cfg: DictConfig, run_dir: Path, resumed: bool) -> dict[str, Any]:
     job: dict[str, Any] = {"task_name": cfg.get("task_name"), "run_dir": str(run_dir)}
+    if resumed:  # the run's own identity (overrides, place in a sweep) from its first report
+        with contextlib.suppress(OSError, ValueError):
+            job = {**JobReport.read(run_dir / "report.json").job, **job}
+        job["resumed"] = int(job.get("resumed", 0)) + 1
+        return job
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
         job["overrides"] = [str(o) for o in hydra_cfg.overrides.task]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,9 @@ __all__ = ["StageTimings", "TrainEndClock"]
 class StageTimings:
     """Seconds spent in each named stage, in the order the stages were first timed.
 
+    ``current`` is the stage entered last (by :meth:`measure` or :meth:`enter`): the stage that
+    was running when a job failed or was interrupted.
+
     Example:
         >>> timings = StageTimings()
         >>> with timings.measure("train"):
@@ -29,6 +32,17 @@ class StageTimings:
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
+        self.current: str | None = None
+
+    def enter(self, name: str) -> None:
+        """Note that stage ``name`` starts now (for stages timed by other means).
+
+        Example:
+            >>> timings = StageTimings()
+            >>> timings.enter("spectrum"); timings.current
+            'spectrum'
+        """
+        self.current = name
 
     def add(self, name: str, seconds: float) -> None:
         """Add ``seconds`` to stage ``name`` (created at zero if new).
@@ -55,6 +69,7 @@ class StageTimings:
             True
         """
         start = time.perf_counter()
+        self.current = name
         try:
             yield
         finally:
@@ -77,14 +92,18 @@ class TrainEndClock(Callback):
     ``on_train_end`` when training stopped unforeseen); Lightning calls those hooks in the order
     of ``trainer.callbacks``, so clocks placed between the callbacks time each of them.
 
+    Args:
+        then: called right after the time is noted (e.g. to mark the next stage as started).
+
     Example:
         >>> clock = TrainEndClock()
         >>> clock.time is None
         True
     """
 
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[], None] | None = None) -> None:
         self.time: float | None = None
+        self.then = then
 
     def on_train_batch_end(
         self,
@@ -95,10 +114,15 @@ class TrainEndClock(Callback):
         batch_idx: int,
     ) -> None:
         """Note the current ``time.perf_counter()`` after the last training batch."""
-        if is_final_training_batch(trainer):
-            self.time = time.perf_counter()
+        if is_final_training_batch(trainer) and self.time is None:
+            self._note()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Note the current ``time.perf_counter()`` unless the last batch already did."""
         if self.time is None:
-            self.time = time.perf_counter()
+            self._note()
+
+    def _note(self) -> None:
+        self.time = time.perf_counter()
+        if self.then is not None:
+            self.then()

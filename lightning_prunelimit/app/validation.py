@@ -16,7 +16,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lightning_prunelimit.app.report import REPORT_METRICS
 
-__all__ = ["CHECKPOINT_NAMES", "ConfigError", "check_no_checkpoints", "validate_config"]
+__all__ = [
+    "CHECKPOINT_NAMES",
+    "ConfigError",
+    "check_no_checkpoints",
+    "check_resumable",
+    "validate_config",
+]
 
 #: Checkpoints the job writes into its run directory; it never overwrites them.
 CHECKPOINT_NAMES: tuple[str, ...] = ("dense.ckpt", "pruned.ckpt")
@@ -67,6 +73,7 @@ def validate_config(cfg: DictConfig) -> None:
             f"the configuration does not resolve: {_one_line(error)}: fix the interpolation "
             "or set the value it refers to"
         ) from error
+    _check_seed(cfg.get("seed"))  # before the nodes that interpolate it
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -85,7 +92,6 @@ def validate_config(cfg: DictConfig) -> None:
                     f"config ({group}=<name>) or remove it with ~{key}"
                 )
             _check_targets(node, key)
-    _check_seed(cfg.get("seed"))
     _check_max_epochs(cfg.trainer.get("max_epochs"))
     _check_finetune_epochs(cfg.get("finetune_epochs", 0))
     _check_torch_threads(cfg.get("torch_threads"))
@@ -96,18 +102,40 @@ def validate_config(cfg: DictConfig) -> None:
 def check_no_checkpoints(run_dir: str | os.PathLike[str]) -> None:
     """Raise :class:`ConfigError` if ``run_dir`` already holds a checkpoint the job would write.
 
+    The job's own (``dense.ckpt``, ``pruned.ckpt``) and the periodic ones under
+    ``checkpoints/``; an interrupted run is continued with ``resume=<run dir>`` instead.
+
     Example:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as d:
         ...     check_no_checkpoints(d)  # an empty directory is fine
     """
-    for name in CHECKPOINT_NAMES:
-        path = Path(run_dir) / name
-        if path.exists():
-            raise ConfigError(
-                f"{path} already exists and the job never overwrites a checkpoint: choose "
-                "another run directory (hydra.run.dir=...) or move the file away"
-            )
+    directory = Path(run_dir)
+    found = [directory / n for n in CHECKPOINT_NAMES if (directory / n).exists()]
+    found += sorted((directory / "checkpoints").glob("*.ckpt"))
+    if found:
+        finished = (directory / CHECKPOINT_NAMES[-1]).exists()
+        resume = "" if finished else f", or continue the interrupted run with resume={directory}"
+        raise ConfigError(
+            f"{found[0]} already exists and the job never overwrites a checkpoint: choose "
+            f"another run directory (hydra.run.dir=...) or move the file away{resume}"
+        )
+
+
+def check_resumable(run_dir: str | os.PathLike[str]) -> None:
+    """Raise :class:`ConfigError` if the run in ``run_dir`` has nothing left to resume.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     check_resumable(d)  # no pruned.ckpt yet: the run can continue
+    """
+    finished = Path(run_dir) / CHECKPOINT_NAMES[-1]
+    if finished.exists():
+        raise ConfigError(
+            f"{finished} exists: the run in {run_dir} finished, there is nothing to resume; "
+            "start a new run (without resume=)"
+        )
 
 
 def _entries(cfg: DictConfig, group: str) -> Iterator[tuple[str, Any]]:
@@ -168,6 +196,8 @@ def _check_arguments(node: DictConfig, key: str) -> None:
                 f"{key}.{argument}: {name} has no argument {argument!r} (it takes "
                 f"{', '.join(accepted)}): {hint}"
             )
+    for argument in given:
+        _check_number(node, key, argument, parameters[argument])
     if node.get("_partial_", False):
         return
     for argument, parameter in parameters.items():
@@ -179,6 +209,26 @@ def _check_arguments(node: DictConfig, key: str) -> None:
             raise ConfigError(
                 f"{key}.{argument} is required by {name} but not set: add +{key}.{argument}=<value>"
             )
+
+
+def _check_number(node: DictConfig, key: str, argument: str, parameter: inspect.Parameter) -> None:
+    """A number where the target's default is a number and its annotation admits no string
+    (``lr=abc`` fails here, by its key; ``num_iters=auto`` passes when annotated so)."""
+    default = parameter.default
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return
+    annotation = parameter.annotation
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if any(word in str(text or repr(annotation)) for word in ("str", "Literal", "Any")):
+        return
+    value = node[argument]
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"{key}.{argument} must be a number, got {value!r}: pass e.g. "
+            f"{key}.{argument}={default}"
+        )
 
 
 def _check_finetune_epochs(value: Any) -> None:

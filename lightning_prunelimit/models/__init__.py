@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lightning_prunelimit.models.activation import make_activation
 from lightning_prunelimit.models.alexnet import AlexNet, alexnet
 from lightning_prunelimit.models.initialization import init_weights
-from lightning_prunelimit.models.lr_schedule import EpochLRSchedule
+from lightning_prunelimit.models.lr_schedule import EpochLRSchedule, epoch_lr_scheduler
 from lightning_prunelimit.models.mlp import MLP, fc5, fc12, small_mlp
 from lightning_prunelimit.models.prunable import count_prunable_weights
 from lightning_prunelimit.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
@@ -39,6 +39,7 @@ __all__ = [
     "SmallCNN",
     "alexnet",
     "count_prunable_weights",
+    "epoch_lr_scheduler",
     "fc5",
     "fc12",
     "init_weights",

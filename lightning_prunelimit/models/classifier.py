@@ -1,21 +1,30 @@
-"""The LightningModule that trains any network of the zoo as a classifier (cross-entropy, SGD)."""
+"""The LightningModule that trains any network of the zoo as a classifier (cross-entropy)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import lightning as L
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_prunelimit.models.lr_schedule import EpochLRSchedule
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+#: The optimizer when none is given: the paper's SGD with momentum 0.9.
+DEFAULT_OPTIMIZER: dict[str, Any] = {
+    "_target_": "torch.optim.SGD",
+    "_partial_": True,
+    "lr": 0.01,
+    "momentum": 0.9,
+}
 
 
 class ImageClassifier(L.LightningModule):
-    """Cross-entropy classifier around ``net`` with the paper's SGD and an epoch-wise LR schedule.
+    """Cross-entropy classifier around ``net``, with the optimizer and LR schedule it is given.
 
     Batches are ``(inputs, targets)`` with integer class targets. Logs ``train/loss``,
     ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc`` (top-1 accuracy over all
@@ -23,85 +32,71 @@ class ImageClassifier(L.LightningModule):
     ``self.loss_fn`` (``torch.nn.CrossEntropyLoss``, mean reduction) and the network as
     ``self.net``.
 
-    The optimiser is SGD(``lr``, ``momentum``, ``weight_decay``, ``nesterov``); the learning rate
-    follows :class:`~lightning_prunelimit.models.lr_schedule.EpochLRSchedule` (linear warm-up over
-    ``warmup_epochs``, then ``schedule``) through one ``LambdaLR`` stepped once per epoch.
-
-    The hyper-parameters (all arguments but ``net``) are saved in checkpoints; reload with
-    ``ImageClassifier.load_from_checkpoint(path, net=<a network of the same architecture>)``.
+    ``net``, ``optimizer`` and ``scheduler`` are objects, or config nodes with a ``_target_`` that
+    the classifier instantiates (as the app's configs do, lightning-hydra-template style:
+    ``optimizer`` and ``scheduler`` with ``_partial_: true``). Config nodes are saved in the
+    checkpoints as hyper-parameters, so a checkpoint of the ``prunelimit`` app reloads with
+    ``ImageClassifier.load_from_checkpoint(path)`` alone; a network given as an object is not
+    saved (reload with ``load_from_checkpoint(path, net=<the same architecture>)``).
 
     Args:
-        net: the network, mapping inputs to logits ``(batch, num_classes)``.
+        net: the network, mapping inputs to logits ``(batch, num_classes)``, or its config node.
         num_classes: number of classes (for the accuracy metrics and the logit check).
-        lr: base learning rate.
-        momentum: SGD momentum.
-        weight_decay: SGD weight decay (L2); the paper uses 0 with L1 regularisation.
-        nesterov: Nesterov momentum (needs ``momentum > 0``).
-        warmup_epochs: epochs of linear warm-up.
-        schedule: ``"constant"``, ``"multistep"`` or ``"cosine"``.
-        milestones: epochs at which ``"multistep"`` multiplies the rate by ``gamma``.
-        gamma: decay factor of ``"multistep"``.
-        max_epochs: cosine period end; default: the Trainer's ``max_epochs``.
+        optimizer: a function of the parameters returning an optimizer (e.g.
+            ``functools.partial(torch.optim.SGD, lr=0.1)``) or its config node; default: SGD
+            with ``lr=0.01`` and momentum 0.9.
+        scheduler: a function of the optimizer returning an LR scheduler stepped once per
+            epoch (e.g. :func:`~lightning_prunelimit.models.epoch_lr_scheduler`), or its config
+            node; ``None``: a constant learning rate.
+
+    Both factories are tried once at construction, so a bad learning rate or schedule fails
+    before training starts.
 
     Example:
-        >>> import torch
+        >>> import functools, torch
         >>> from lightning_prunelimit.models import small_mlp
-        >>> model = ImageClassifier(small_mlp(in_features=40), num_classes=10, lr=0.05)
+        >>> model = ImageClassifier(small_mlp(in_features=40), num_classes=10,
+        ...                         optimizer=functools.partial(torch.optim.SGD, lr=0.05))
         >>> model(torch.zeros(3, 40)).shape
         torch.Size([3, 10])
-        >>> model.loss_fn
-        CrossEntropyLoss()
+        >>> net = {"_target_": "lightning_prunelimit.models.small_mlp", "in_features": 40}
+        >>> ImageClassifier(net, 10).hparams["net"]["in_features"]
+        40
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | Mapping[str, Any],
         num_classes: int,
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-        warmup_epochs: int = 0,
-        schedule: str = "constant",
-        milestones: Sequence[int] = (60, 120, 160),
-        gamma: float = 0.2,
-        max_epochs: int | None = None,
+        optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
+        scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(net, nn.Module):
-            raise TypeError(
-                f"net must be a torch.nn.Module, got {type(net).__name__}: pass an instantiated "
-                "network (with Hydra: a nested node with its own _target_)"
-            )
         if int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr!r}")
-        if momentum < 0:
-            raise ValueError(f"momentum must be non-negative, got {momentum!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {weight_decay!r}")
-        if nesterov and momentum <= 0:
-            raise ValueError("nesterov=True needs momentum > 0: set momentum or nesterov=False")
-        # Checks schedule, warm-up, milestones and gamma now rather than when fitting starts; a
-        # cosine period left to the Trainer (max_epochs=None) is checked in configure_optimizers.
-        checked = EpochLRSchedule(
-            schedule=schedule,
-            warmup_epochs=warmup_epochs,
-            milestones=milestones,
-            gamma=gamma,
-            max_epochs=_placeholder_max_epochs(warmup_epochs) if max_epochs is None else max_epochs,
+        saved: dict[str, Any] = {"num_classes": int(num_classes)}
+        nodes = {"net": net, "optimizer": optimizer, "scheduler": scheduler}
+        for name, value in nodes.items():
+            if value is None or isinstance(value, Mapping):
+                saved[name] = _plain(value)
+        module = _build(saved["net"], "net") if isinstance(net, Mapping) else net
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"net must be a torch.nn.Module or its config node, got {type(net).__name__}: "
+                "pass an instantiated network or a mapping with a _target_"
+            )
+        self._optimizer_factory = _factory(
+            DEFAULT_OPTIMIZER if optimizer is None else optimizer, "optimizer"
         )
-        # Plain ints in the checkpoint, also when Hydra passes a ListConfig (which a
-        # weights-only torch.load refuses).
-        milestones = list(checked.milestones)
-        self.save_hyperparameters(ignore=["net"])
-        self.net = net
+        self._scheduler_factory = None if scheduler is None else _factory(scheduler, "scheduler")
+        self.save_hyperparameters(saved)
+        self.net = module
         self.num_classes = int(num_classes)
         self.loss_fn = nn.CrossEntropyLoss()
         self.train_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.val_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
         self.test_acc = MulticlassAccuracy(self.num_classes, top_k=1, average="micro")
+        self._try_factories()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The logits of the wrapped network: ``net(x)``."""
@@ -149,52 +144,68 @@ class ImageClassifier(L.LightningModule):
         """Cross-entropy on a test batch; logs ``test/loss`` and ``test/acc``."""
         return self._step(batch, "test", self.test_acc)
 
-    def lr_schedule(self) -> EpochLRSchedule:
-        """The per-epoch learning-rate factor; the cosine period defaults to the Trainer's.
+    def _try_factories(self) -> None:
+        """Build the optimizer and the scheduler once, so bad settings fail before training."""
+        try:
+            optimizer = self._optimizer_factory(self.parameters())
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"optimizer: {error}: check the optimizer's settings (lr...)"
+            ) from error
+        if self._scheduler_factory is None:
+            return
+        try:
+            self._scheduler_factory(optimizer)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"scheduler: {error}: check the scheduler's settings") from error
+
+    def configure_optimizers(self) -> Any:
+        """The optimizer over all parameters and, if given, the scheduler stepped every epoch.
 
         Example:
             >>> from lightning_prunelimit.models import small_mlp
-            >>> model = ImageClassifier(small_mlp(), 10, warmup_epochs=2)
-            >>> model.lr_schedule()(0)
-            0.5
+            >>> type(ImageClassifier(small_mlp(), 10).configure_optimizers()).__name__
+            'SGD'
         """
-        hp = self.hparams
-        max_epochs = hp.max_epochs
-        if max_epochs is None and hp.schedule == "cosine":
-            trainer = self._trainer
-            max_epochs = None if trainer is None else trainer.max_epochs
-            if max_epochs is None or max_epochs < 0:
-                raise ValueError(
-                    "the cosine schedule needs a finite number of epochs: pass max_epochs to "
-                    "ImageClassifier or set the Trainer's max_epochs"
-                )
-        return EpochLRSchedule(
-            schedule=hp.schedule,
-            warmup_epochs=hp.warmup_epochs,
-            milestones=hp.milestones,
-            gamma=hp.gamma,
-            max_epochs=max_epochs if hp.schedule == "cosine" else None,
-        )
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        """SGD with the paper's settings and one ``LambdaLR`` stepped every epoch."""
-        hp = self.hparams
-        optimizer = torch.optim.SGD(
-            self.parameters(),
-            lr=hp.lr,
-            momentum=hp.momentum,
-            weight_decay=hp.weight_decay,
-            nesterov=hp.nesterov,
-        )
-        scheduler = LambdaLR(optimizer, lr_lambda=self.lr_schedule())
+        optimizer = self._optimizer_factory(self.parameters())
+        if self._scheduler_factory is None:
+            return optimizer
+        scheduler = self._scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "frequency": 1},
         }
 
 
-def _placeholder_max_epochs(warmup_epochs: int) -> int:
-    try:
-        return int(warmup_epochs) + 1
-    except (TypeError, ValueError):
-        return 1
+def _plain(node: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A config node as plain dicts and lists (what a weights-only checkpoint load accepts)."""
+    if node is None:
+        return None
+    if not isinstance(node, DictConfig):
+        node = OmegaConf.create(dict(node))
+    container = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(container, dict)
+    return container
+
+
+def _build(node: Mapping[str, Any], name: str) -> Any:
+    import hydra
+
+    if "_target_" not in node:
+        raise ValueError(f"{name} node has no _target_ (it holds {sorted(node)}): add one")
+    return hydra.utils.instantiate(node)
+
+
+def _factory(value: Any, name: str) -> Callable[..., Any]:
+    if isinstance(value, Mapping):
+        node = _plain(value)
+        assert node is not None
+        if not node.get("_partial_", False):
+            node["_partial_"] = True
+        value = _build(node, name)
+    if not callable(value):
+        raise TypeError(
+            f"{name} must be a function (e.g. functools.partial) or a config node with "
+            f"_partial_: true, got {type(value).__name__}"
+        )
+    return value

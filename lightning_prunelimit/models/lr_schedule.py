@@ -6,6 +6,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
 SCHEDULE_NAMES: tuple[str, ...] = ("constant", "multistep", "cosine")
 
 
@@ -95,3 +98,33 @@ class EpochLRSchedule:
             elapsed = min(epoch - self.warmup_epochs, period)
             decay = 0.5 * (1.0 + math.cos(math.pi * elapsed / period))
         return warmup * decay
+
+
+def epoch_lr_scheduler(
+    optimizer: torch.optim.Optimizer,
+    schedule: str = "constant",
+    warmup_epochs: int = 0,
+    milestones: Sequence[int] = (),
+    gamma: float = 0.1,
+    max_epochs: int | None = None,
+) -> LambdaLR:
+    """A ``LambdaLR`` that follows :class:`EpochLRSchedule`, to be stepped once per epoch.
+
+    This is the ``model.scheduler`` node of the app's configs (with ``_partial_: true``, Hydra
+    makes it a function of the optimizer only).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        >>> scheduler = epoch_lr_scheduler(opt, "multistep", milestones=[1], gamma=0.5)
+        >>> opt.step(); scheduler.step()  # the end of epoch 0
+        >>> round(opt.param_groups[0]["lr"], 6)
+        0.05
+    """
+    factor = EpochLRSchedule(
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        milestones=tuple(milestones),
+        gamma=gamma,
+        max_epochs=max_epochs if schedule == "cosine" else None,
+    )
+    return LambdaLR(optimizer, lr_lambda=factor)
