@@ -357,7 +357,15 @@ def _read_callback_results(
                 "ritz": spectrum.to_dict(),
             }
         elif isinstance(callback, PruningLimit) and callback.prediction is not None:
-            sections["prediction"] = callback.prediction.to_dict()
+            prediction = callback.prediction
+            interval = prediction.sparsity_interval
+            sections["prediction"] = {
+                **prediction.to_dict(),
+                "sparsity_lo": None if interval is None else float(interval[0]),
+                "sparsity_hi": None if interval is None else float(interval[1]),
+                "epsilon_batch_size": callback.metrics().get("prune_limit/epsilon_batch_size"),
+                "trajectory": [dict(row) for row in callback.trajectory],
+            }
         elif isinstance(callback, SparsitySweep) and callback.result is not None:
             result = callback.result
             sections["actual"] = {
@@ -369,5 +377,15 @@ def _read_callback_results(
                     "sparsities": [float(x) for x in result.sparsities],
                     "accuracies": [float(x) for x in result.accuracies],
                     "losses": [float(x) for x in result.losses],
+                },
+                "refit_sparsity_limit": None
+                if result.refit_actual_limit is None
+                else float(result.refit_actual_limit),
+                "refit_steps": int(result.refit_steps),
+                "refit_curve": None
+                if result.refit_accuracies is None
+                else {
+                    "accuracies": [float(x) for x in result.refit_accuracies],
+                    "losses": [float(x) for x in result.refit_losses or ()],
                 },
             }

@@ -20,10 +20,13 @@ REPORT_METRICS: tuple[str, ...] = (
     "dense.loss",
     "prediction.kept_fraction",
     "prediction.sparsity",
+    "prediction.sparsity_lo",
+    "prediction.sparsity_hi",
     "prediction.distance",
     "prediction.epsilon",
     "prediction.zero_fraction",
     "actual.sparsity_limit",
+    "actual.refit_sparsity_limit",
     "actual.dense_accuracy",
     "pruned.sparsity",
     "pruned.accuracy",
@@ -145,7 +148,14 @@ class JobReport:
             ("pruned + fine-tuned accuracy", self.value("pruned.accuracy")),
             ("realised sparsity", self.value("pruned.sparsity")),
         ]
-        return [(label, "n/a" if v is None else f"{v:.4f}") for label, v in rows]
+        out = [(label, "n/a" if v is None else f"{v:.4f}") for label, v in rows]
+        low, high = self.value("prediction.sparsity_lo"), self.value("prediction.sparsity_hi")
+        if low is not None and high is not None:
+            out[1] = (out[1][0], f"{out[1][1]}  [{low:.4f}, {high:.4f}]")
+        refit = self.value("actual.refit_sparsity_limit")
+        if refit is not None:
+            out.insert(3, ("re-fitted sparsity limit", f"{refit:.4f}"))
+        return out
 
     def summary_table(self) -> str:
         """The headline figures as a small plain-text table (what the job prints at the end).
