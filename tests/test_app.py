@@ -66,6 +66,8 @@ def test_report_has_every_stage(default_job: dict[str, Any]) -> None:
     for key in ("kept_fraction", "sparsity", "distance", "epsilon", "zero_fraction"):
         assert isinstance(prediction[key], float), key
     assert prediction["kept_fraction"] + prediction["sparsity"] == pytest.approx(1.0, abs=1e-12)
+    assert prediction["sparsity_lo"] <= prediction["sparsity"] <= prediction["sparsity_hi"]
+    assert prediction["epsilon_batch_size"] == 128.0
     assert prediction["epsilon"] > 0 and prediction["distance"] >= 0
     actual = data["actual"]
     assert 0.0 <= actual["sparsity_limit"] < 1.0
@@ -74,7 +76,7 @@ def test_report_has_every_stage(default_job: dict[str, Any]) -> None:
     assert len(curve["accuracies"]) == len(curve["sparsities"])
     assert data["pruned"]["sparsity"] == pytest.approx(prediction["sparsity"], abs=1e-4)
     spectrum = data["spectrum"]
-    assert spectrum["num_iters"] == 8 and spectrum["num_probes"] == 1
+    assert spectrum["num_iters"] == 8 and spectrum["num_probes"] == 4
     assert spectrum["num_parameters"] == 15_210  # weights and biases of 40-100-100-10
     assert len(spectrum["top_eigenvalues"]) == 2
     assert spectrum["top_eigenvalues"][0] >= spectrum["top_eigenvalues"][1]

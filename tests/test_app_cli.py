@@ -343,10 +343,11 @@ def test_default_job_piped_output_is_short_and_ends_with_the_results(
     assert sum(line.startswith("fine-tune epoch ") for line in lines) == 5
     assert sum("Total params" in line for line in lines) == 1  # one model summary
     assert len({line for line in lines if "GPU available" in line}) == 2  # two Trainers, once each
-    tail = result.stdout.splitlines()[-5:]
+    tail = result.stdout.splitlines()[-6:]
     assert [line.rsplit(maxsplit=1)[0] for line in tail] == [
         "dense accuracy",
         "predicted sparsity",
+        "predicted sparsity interval",
         "actual sparsity limit",
         "pruned + fine-tuned accuracy",
         "realised sparsity",

@@ -33,9 +33,12 @@ def _report(**overrides: object) -> JobReport:
             "curve_kept_fractions": [0.0, 0.5, 1.0],
             "curve_distances": [3.0, 1.0, 0.0],
             "curve_widths": [0.9, 0.6, 0.1],
+            "sparsity_lo": 0.7,
+            "sparsity_hi": 0.78,
         },
         "actual": {
             "sparsity_limit": 0.8,
+            "refit_sparsity_limit": 0.85,
             "dense_accuracy": 0.9,
             "metric": "accuracy",
             "tolerance": 0.0,
@@ -91,10 +94,13 @@ def test_values_by_dotted_key() -> None:
         "dense.loss": 0.3,
         "prediction.kept_fraction": 0.25,
         "prediction.sparsity": 0.75,
+        "prediction.sparsity_lo": 0.7,
+        "prediction.sparsity_hi": 0.78,
         "prediction.distance": 1.5,
         "prediction.epsilon": 0.01,
         "prediction.zero_fraction": 0.0,
         "actual.sparsity_limit": 0.8,
+        "actual.refit_sparsity_limit": 0.85,
         "actual.dense_accuracy": 0.9,
         "pruned.sparsity": 0.75,
         "pruned.accuracy": 0.89,
@@ -129,7 +135,9 @@ def test_summary_table_lists_the_headline_figures() -> None:
     assert _report().summary_table().splitlines() == [
         "dense accuracy                0.9000",
         "predicted sparsity            0.7500",
+        "predicted sparsity interval   [0.7000,0.7800]",
         "actual sparsity limit         0.8000",
+        "re-fitted sparsity limit      0.8500",
         "pruned + fine-tuned accuracy  0.8900",
         "realised sparsity             0.7500",
     ]
@@ -181,7 +189,9 @@ def test_sweep_summary_collects_every_job(tmp_path: Path) -> None:
     assert rows[0]["actual_sparsity_limit"] == "0.8" and rows[0]["pruned_accuracy"] == "0.89"
     assert rows[2]["error"] == "ValueError: no | way" and rows[2]["pruned_accuracy"] == ""
     markdown = md_path.read_text().splitlines()
-    assert markdown[4].startswith("| 0 | completed | a=1 | 0.9000 | 0.2500 | 0.7500 | 0.8000 |")
+    assert markdown[4].startswith(
+        "| 0 | completed | a=1 | 0.9000 | 0.2500 | 0.7500 | 0.7000 | 0.7800 | 0.8000 |"
+    )
     assert markdown[6].endswith("| ValueError: no \\| way |")
     figure = plot_sweep_limits(list(summary.rows))
     assert [tuple(p) for p in figure.axes[0].collections[0].get_offsets()] == [(0.8, 0.75)]

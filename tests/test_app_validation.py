@@ -120,7 +120,8 @@ def test_a_periodic_checkpoint_is_refused_with_the_resume_option(tmp_path: Path)
         (
             ["callbacks.hessian_spectrum.num_iters=0"],
             "callbacks.hessian_spectrum (lightning_prunelimit.callbacks.hessian_spectrum."
-            "HessianSpectrum): ValueError: num_iters must be an int >= 1, got 0",
+            "HessianSpectrum): ValueError: num_iters must be 'auto' or an int >= 1 (Lanczos steps "
+            "per probe), got 0",
         ),
     ],
     ids=["input-shape", "num-classes", "learning-rate", "lanczos-steps"],

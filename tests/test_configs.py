@@ -147,12 +147,12 @@ def test_run_and_sweep_directories_are_under_the_log_dir() -> None:
 
 # The paper's reference settings (research digest, section 4.2).
 PAPER = {
-    "fc5_cifar10": ("cifar10", 5e-5, 0.01, 0, "constant", 128),
-    "fc12_cifar10": ("cifar10", 5e-5, 0.01, 0, "constant", 128),
-    "alexnet_cifar10": ("cifar10", 3e-5, 0.01, 5, "multistep", 96),
-    "vgg16_cifar10": ("cifar10", 1e-4, 0.01, 5, "constant", 128),
-    "resnet18_cifar100": ("cifar100", 5e-5, 0.1, 5, "cosine", 128),
-    "resnet50_cifar100": ("cifar100", 2e-5, 0.1, 5, "cosine", 128),
+    "fc5_cifar10": ("cifar10", 5e-5, 0.01, 0, "constant", "auto"),
+    "fc12_cifar10": ("cifar10", 5e-5, 0.01, 0, "constant", "auto"),
+    "alexnet_cifar10": ("cifar10", 3e-5, 0.01, 5, "multistep", "auto"),
+    "vgg16_cifar10": ("cifar10", 1e-4, 0.01, 5, "constant", "auto"),
+    "resnet18_cifar100": ("cifar100", 5e-5, 0.1, 5, "cosine", "auto"),
+    "resnet50_cifar100": ("cifar100", 2e-5, 0.1, 5, "cosine", "auto"),
 }
 
 
@@ -170,7 +170,9 @@ def test_paper_experiments_use_the_reference_hyperparameters(name: str, tmp_path
     assert cfg.trainer.max_epochs == 200 and scheduler.max_epochs == 200
     assert cfg.finetune_epochs == 20
     assert cfg.trainer.accelerator == "gpu"
-    assert cfg.callbacks.hessian_spectrum.num_iters == lanczos
+    # the paper's 128 steps become adaptive steps (at most 256) with one probe
+    assert cfg.callbacks.hessian_spectrum.num_iters == lanczos == "auto"
+    assert cfg.callbacks.hessian_spectrum.max_iters == 256
     assert cfg.callbacks.hessian_spectrum.num_probes == 1
     # the reference's L1 term covers BatchNorm's gamma and beta as well (models with BatchNorm)
     has_batch_norm = name.startswith(("vgg16", "resnet"))
@@ -214,7 +216,7 @@ def test_paper_experiments_extend_one_base() -> None:
         assert "momentum" not in text and "batch_size" not in text and "max_epochs" not in text
     base = compose_hydra(["+paper=base"])
     assert base.trainer.accelerator == "gpu" and base.trainer.max_epochs == 200
-    assert base.callbacks.hessian_spectrum.num_iters == 128
+    assert base.callbacks.hessian_spectrum.num_iters == "auto"
 
 
 def test_optimizer_and_schedule_are_partial_nodes_of_every_model(tmp_path: Path) -> None:

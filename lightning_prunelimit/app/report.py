@@ -151,10 +151,10 @@ class JobReport:
         out = [(label, "n/a" if v is None else f"{v:.4f}") for label, v in rows]
         low, high = self.value("prediction.sparsity_lo"), self.value("prediction.sparsity_hi")
         if low is not None and high is not None:
-            out[1] = (out[1][0], f"{out[1][1]}  [{low:.4f}, {high:.4f}]")
+            out.insert(2, ("predicted sparsity interval", f"[{low:.4f},{high:.4f}]"))
         refit = self.value("actual.refit_sparsity_limit")
         if refit is not None:
-            out.insert(3, ("re-fitted sparsity limit", f"{refit:.4f}"))
+            out.insert(-2, ("re-fitted sparsity limit", f"{refit:.4f}"))
         return out
 
     def summary_table(self) -> str:
