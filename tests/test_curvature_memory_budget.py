@@ -278,3 +278,14 @@ def test_peak_memory_of_a_20m_parameter_model_stays_within_the_budget(tmp_path: 
         torch.testing.assert_close(weights, torch.tensor(free["weights"]), rtol=0, atol=1e-3)
         same = torch.tensor(disk["nodes"])
         torch.testing.assert_close(nodes, same, rtol=0, atol=1e-5 * scale)
+
+
+def test_a_full_disk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from lightning_prunelimit.curvature import lanczos_basis
+
+    full = SimpleNamespace(total=10**9, used=10**9, free=100)
+    monkeypatch.setattr(lanczos_basis.shutil, "disk_usage", lambda path: full)
+    with pytest.raises(OSError, match="point TMPDIR at a larger disk"):
+        LanczosBasis(1, 4, 100, torch.float32, "cpu", storage="disk")
