@@ -33,7 +33,9 @@ Usage::
     python benchmarks/validity.py [--json validity.json] [--num-iters 128] [--num-probes 4]
         [--cases digits,mnist1d,fashion] [--threads 2]
 
-``--num-iters auto`` is passed through to ``stochastic_lanczos_quadrature`` as the string.
+``--num-iters auto`` runs Lanczos until the quadrature part of the prediction's interval is at
+most ``--interval-tolerance`` wide (``lightning_prunelimit.limit.interval_stop``), at most
+``--max-iters`` steps.
 Writes the results as JSON and prints a markdown table.
 """
 
@@ -59,7 +61,7 @@ from lightning_prunelimit.curvature import (
     Spectrum,
     stochastic_lanczos_quadrature,
 )
-from lightning_prunelimit.limit import predict_pruning_limit, resolve_epsilon
+from lightning_prunelimit.limit import interval_stop, predict_pruning_limit, resolve_epsilon
 from lightning_prunelimit.models import MLP
 from lightning_prunelimit.pruning import (
     effective_parameter,
@@ -306,15 +308,23 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     lap("train")
 
     train_batches = batches_of(x_train, y_train, 500, None)
-    epsilon_batches = batches_of(x_train, y_train, args.epsilon_batch_size, args.seed)
-    epsilon = resolve_epsilon("batch_loss_std", model, loss_fn, epsilon_batches)
+    epsilon = resolve_epsilon(
+        "batch_loss_std", model, loss_fn, train_batches, batch_size=args.epsilon_batch_size
+    )
     dense_loss = mean_loss(model, train_batches)
     weights = [effective_parameter(module, name) for _, module, name in prunable_parameters(model)]
     num_weights = sum(w.numel() for w in weights)
     op = HessianOperator(model, loss_fn, train_batches)
 
-    num_iters = args.num_iters if args.num_iters == "auto" else int(args.num_iters)
-    spectrum = stochastic_lanczos_quadrature(op, num_iters, args.num_probes, args.seed)
+    if args.num_iters == "auto":  # steps until the quadrature interval is narrow enough
+        stop = interval_stop(weights, epsilon, tolerance=args.interval_tolerance)
+        spectrum = stochastic_lanczos_quadrature(
+            op, args.max_iters, args.num_probes, args.seed, stop=stop
+        )
+    else:
+        spectrum = stochastic_lanczos_quadrature(
+            op, int(args.num_iters), args.num_probes, args.seed
+        )
     predicted = predict_pruning_limit(spectrum, weights, epsilon)
     lap("slq")
     exact = None
@@ -362,6 +372,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         "epsilon": epsilon,
         "predicted_sparsity": predicted.sparsity,
         "predicted_interval": interval_of(predicted),
+        "lanczos_steps": spectrum.num_iters,
         "exact_sparsity": None if exact is None else exact.sparsity,
         "exact_weights_zero_fraction": float(
             sum(int((w == 0).sum()) for w in weights) / num_weights
@@ -381,9 +392,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     lines = [
-        "| case | D | test acc | eps | predicted (SLQ) | interval | exact spectrum "
+        "| case | D | test acc | eps | steps | predicted (SLQ) | interval | exact spectrum "
         "| one-shot (acc) | re-fit (acc) | one-shot (loss) | re-fit (loss) | s |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         interval = r["predicted_interval"]
@@ -391,6 +402,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         limits = r["limits"]
         lines.append(
             f"| {r['case']} | {r['dim']:,} | {r['dense_accuracy']:.3f} | {r['epsilon']:.2e} "
+            f"| {r.get('lanczos_steps', '-')} "
             f"| {f(r['predicted_sparsity'])} | {shown} | {f(r['exact_sparsity'])} "
             f"| {f(limits['one_shot_accuracy'])} | {f(limits['refit_accuracy'])} "
             f"| {f(limits['one_shot_loss'])} | {f(limits['refit_loss'])} "
@@ -406,6 +418,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--num-iters", default="128", help="Lanczos steps (an int, or auto)")
     parser.add_argument("--num-probes", type=int, default=4)
+    parser.add_argument("--max-iters", type=int, default=256, help="the cap of --num-iters auto")
+    parser.add_argument(
+        "--interval-tolerance", type=float, default=0.01, help="the quadrature width of auto"
+    )
     parser.add_argument("--epsilon-batch-size", type=int, default=128)
     parser.add_argument("--tolerance", type=float, default=0.01, help="accuracy drop allowed")
     parser.add_argument("--refine-steps", type=int, default=6)

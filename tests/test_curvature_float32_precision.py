@@ -23,7 +23,7 @@ def test_settings_are_ieee_inside_and_restored_after_an_error() -> None:
     before = _settings()
     assert before, "this torch build exposes no fp32_precision switch"
     with pytest.raises(RuntimeError, match="inside"), full_float32_precision():
-        assert set(_settings()) == {"ieee"}
+        assert set(_settings()) in ({"ieee"}, {False})
         raise RuntimeError("inside")
     assert _settings() == before
 
@@ -57,6 +57,9 @@ CUDA = torch.cuda.is_available()
 
 
 @pytest.mark.skipif(not CUDA, reason="TF32 exists only on CUDA devices")
+@pytest.mark.skipif(
+    not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="needs torch >= 2.9"
+)
 def test_spectrum_with_tf32_enabled_by_the_user_equals_the_one_without() -> None:
     torch.manual_seed(0)
     device = torch.device("cuda")

@@ -264,13 +264,12 @@ def test_peak_memory_of_a_20m_parameter_model_stays_within_the_budget(tmp_path: 
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["dim"] > 20_000_000
-    vector = out["dim"] * 4
     disk, grouped, free = out["runs"]
     assert disk["plan"]["basis_storage"] == "disk"
     assert grouped["plan"]["basis_storage"] == "device" and grouped["plan"]["num_groups"] == 2
     for run in (disk, grouped):
         assert run["growth"] <= run["budget"] * GIB, run
-        assert run["growth"] < free["growth"] - vector  # the budget changed what was held
+        assert run["growth"] < free["growth"]  # the budget changed what was held
         # float32 products over 20M parameters: one-vector and two-vector products round
         # differently (relative 1e-4 here); both budgeted runs take one probe at a time
         nodes, weights = torch.tensor(run["nodes"]), torch.tensor(run["weights"])
@@ -279,3 +278,14 @@ def test_peak_memory_of_a_20m_parameter_model_stays_within_the_budget(tmp_path: 
         torch.testing.assert_close(weights, torch.tensor(free["weights"]), rtol=0, atol=1e-3)
         same = torch.tensor(disk["nodes"])
         torch.testing.assert_close(nodes, same, rtol=0, atol=1e-5 * scale)
+
+
+def test_a_full_disk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from lightning_prunelimit.curvature import lanczos_basis
+
+    full = SimpleNamespace(total=10**9, used=10**9, free=100)
+    monkeypatch.setattr(lanczos_basis.shutil, "disk_usage", lambda path: full)
+    with pytest.raises(OSError, match="point TMPDIR at a larger disk"):
+        LanczosBasis(1, 4, 100, torch.float32, "cpu", storage="disk")

@@ -22,7 +22,15 @@ def _precision_settings() -> list[tuple[object, str]]:
         getattr(backends.mkldnn, "conv", None),
         getattr(backends.mkldnn, "rnn", None),
     ]
-    return [(owner, "fp32_precision") for owner in owners if hasattr(owner, "fp32_precision")]
+    found = [(owner, "fp32_precision") for owner in owners if hasattr(owner, "fp32_precision")]
+    if found:
+        return found
+    # torch builds before the fp32_precision switches: the TF32 flags
+    return [(backends.cuda.matmul, "allow_tf32"), (backends.cudnn, "allow_tf32")]
+
+
+def _exact(name: str) -> object:
+    return "ieee" if name == "fp32_precision" else False
 
 
 @contextmanager
@@ -33,7 +41,8 @@ def full_float32_precision() -> Iterator[None]:
     ``torch.backends.cudnn.allow_tf32``), which keeps about 10 bits of mantissa in float32
     matrix products: Hessian-vector products then cannot resolve the near-zero eigenvalues the
     pruning limit depends on. Inside this block every ``fp32_precision`` switch (the global
-    one, CUDA matmul, cuDNN convolutions and RNNs, oneDNN) is ``"ieee"`` and autocast is off
+    one, CUDA matmul, cuDNN convolutions and RNNs, oneDNN; on torch builds without them the
+    ``allow_tf32`` flags of CUDA matmul and cuDNN) is ``"ieee"`` and autocast is off
     on the CPU and, where present, CUDA; on exit every setting is put back as it was, also
     after an exception. Reduced-precision models (bfloat16, float16) still compute in their
     dtype; the Lanczos vectors that use this block are float32 or wider.
@@ -52,7 +61,7 @@ def full_float32_precision() -> Iterator[None]:
     with ExitStack() as stack:
         try:
             for owner, name, _ in saved:
-                setattr(owner, name, "ieee")
+                setattr(owner, name, _exact(name))
             stack.enter_context(torch.autocast("cpu", enabled=False))
             if torch.cuda.is_available():
                 stack.enter_context(torch.autocast("cuda", enabled=False))

@@ -102,9 +102,12 @@ class LanczosMemoryPlan:
             place = "in host memory" if self.basis_storage == "host" else "in a temporary file"
             where = (
                 f"{place} ({format_bytes(self.offloaded_bytes)}), re-orthogonalised "
-                f"{self.reorth_chunk} vectors at a time"
+                f"{self.reorth_chunk} vector{'s' if (self.reorth_chunk or 0) > 1 else ''} at a time"
             )
-        block = "" if self.hvp_block_size is None else f", {self.hvp_block_size} HVPs per pass"
+        block = ""
+        if self.hvp_block_size is not None:
+            plural = "s" if self.hvp_block_size > 1 else ""
+            block = f", {self.hvp_block_size} Hessian-vector product{plural} per pass"
         budget = (
             "no budget"
             if self.budget_bytes is None
