@@ -55,7 +55,9 @@ def write_report_figures(report: JobReport, run_dir: str | os.PathLike[str]) -> 
         )
     if report.actual:
         figures["sparsity_sweep.png"] = plot_sparsity_sweep(
-            _sweep_result(report.actual), predicted_sparsity=report.value("prediction.sparsity")
+            _sweep_result(report.actual),
+            predicted_sparsity=report.value("prediction.sparsity"),
+            predicted_interval=_interval(report),
         )
         figures["accuracy_vs_sparsity.png"] = plot_accuracy_vs_sparsity(report)
     if report.pruned and report.pruned.get("per_layer"):
@@ -76,7 +78,8 @@ def plot_accuracy_vs_sparsity(report: JobReport) -> Figure:
 
     The curve is the sparsity sweep (one-shot global magnitude pruning of the dense network,
     no fine-tuning); markers show the dense network and the network pruned at the predicted
-    sparsity and fine-tuned; vertical lines mark the predicted and the actual limit.
+    sparsity and fine-tuned; vertical lines mark the predicted and the actual limit, a band the
+    prediction's interval; with a re-fit sweep its curve and limit are drawn too.
 
     Example:
         >>> report = JobReport(status="completed", dense={"accuracy": 0.9},
@@ -99,6 +102,16 @@ def plot_accuracy_vs_sparsity(report: JobReport) -> Figure:
             color="tab:blue",
             label="no fine-tuning (sweep)",
         )
+    refit = (report.actual or {}).get("refit_curve") or {}
+    if curve.get("sparsities") and refit.get("accuracies"):
+        axes.plot(
+            curve["sparsities"],
+            refit["accuracies"],
+            "s-",
+            ms=3,
+            color="tab:orange",
+            label="kept weights re-fitted (sweep)",
+        )
     dense = report.value("dense.accuracy")
     if dense is not None:
         axes.plot([0.0], [dense], "s", ms=8, color="black", label="dense")
@@ -116,10 +129,20 @@ def plot_accuracy_vs_sparsity(report: JobReport) -> Figure:
     for key, color, style, label in (
         ("prediction.sparsity", "tab:red", "-.", "predicted limit"),
         ("actual.sparsity_limit", "tab:green", "--", "actual limit"),
+        ("actual.refit_sparsity_limit", "tab:orange", "--", "re-fitted limit"),
     ):
         value = report.value(key)
         if value is not None:
             axes.axvline(value, color=color, ls=style, label=f"{label} {value:.4f}")
+    interval = _interval(report)
+    if interval is not None:
+        axes.axvspan(
+            *interval,
+            color="tab:red",
+            alpha=0.12,
+            lw=0,
+            label=f"predicted interval [{interval[0]:.4f}, {interval[1]:.4f}]",
+        )
     axes.set_xlabel("sparsity (fraction of weights pruned)")
     axes.set_ylabel("test accuracy")
     axes.set_xlim(-0.02, 1.0)
@@ -154,6 +177,24 @@ def plot_sweep_limits(rows: list[dict[str, Any]]) -> Figure:
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], color="gray", ls=":", lw=1, label="prediction = actual")
     axes.scatter([p[0] for p in points], [p[1] for p in points], color="tab:red", zorder=3)
+    bars = [
+        (row["actual_sparsity_limit"], row["predicted_sparsity"], lo, hi)
+        for row in rows
+        if row.get("actual_sparsity_limit") is not None
+        and row.get("predicted_sparsity") is not None
+        and (lo := row.get("predicted_sparsity_lo")) is not None
+        and (hi := row.get("predicted_sparsity_hi")) is not None
+    ]
+    if bars:  # the prediction's interval as an error bar
+        axes.errorbar(
+            [b[0] for b in bars],
+            [b[1] for b in bars],
+            yerr=[[b[1] - b[2] for b in bars], [b[3] - b[1] for b in bars]],
+            fmt="none",
+            ecolor="tab:red",
+            alpha=0.6,
+            label="predicted interval",
+        )
     for actual, predicted, job in points:
         axes.annotate(job, (actual, predicted), textcoords="offset points", xytext=(4, 4))
     axes.set_xlabel("actual sparsity limit")
@@ -166,9 +207,19 @@ def plot_sweep_limits(rows: list[dict[str, Any]]) -> Figure:
     return figure
 
 
+def _interval(report: JobReport) -> tuple[float, float] | None:
+    low, high = report.value("prediction.sparsity_lo"), report.value("prediction.sparsity_hi")
+    return None if low is None or high is None else (low, high)
+
+
 def _sweep_result(actual: dict[str, Any]) -> SimpleNamespace:
     curve = actual.get("curve") or {}
+    refit = actual.get("refit_curve") or {}
     return SimpleNamespace(
+        refit_accuracies=refit.get("accuracies"),
+        refit_losses=refit.get("losses"),
+        refit_actual_limit=actual.get("refit_sparsity_limit"),
+        refit_steps=actual.get("refit_steps", 0),
         sparsities=curve.get("sparsities") or [],
         accuracies=curve.get("accuracies") or [],
         losses=curve.get("losses") or [],
