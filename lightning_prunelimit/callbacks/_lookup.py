@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BatchToXY",
     "LossFn",
+    "check_data_settings",
     "find_callback",
     "require_callback",
     "resolve_batch_to_xy",
@@ -33,6 +34,22 @@ _LOSS_HINT = (
     "pass loss_fn=torch.nn.CrossEntropyLoss() to any one of the callbacks (all of them use it) "
     "or set self.loss_fn (or self.criterion) in the LightningModule's __init__"
 )
+
+
+def check_data_settings(loss_fn: Any, batch_to_xy: Any) -> None:
+    """Raise unless ``loss_fn`` and ``batch_to_xy`` are each None or callable.
+
+    Example:
+        >>> check_data_settings(None, len)
+        >>> check_data_settings("cross_entropy", None)
+        Traceback (most recent call last):
+        ...
+        TypeError: loss_fn must be callable, got str
+    """
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if batch_to_xy is not None and not callable(batch_to_xy):
+        raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
 
 
 def _shared_value(trainer: pl.Trainer | None, attribute: str) -> Any:

@@ -20,6 +20,7 @@ from lightning_prunelimit.callbacks._fit_end import FitEndCallback
 from lightning_prunelimit.callbacks._lookup import (
     BatchToXY,
     LossFn,
+    check_data_settings,
     resolve_batch_to_xy,
     resolve_loss_fn,
 )
@@ -204,10 +205,7 @@ class HessianSpectrum(FitEndCallback):
             raise ValueError(f"unknown backend {backend!r}: choose one of {sorted(BACKENDS)}")
         self.backend = backend
         self.seed = _check_int("seed", seed, 0)
-        if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        if batch_to_xy is not None and not callable(batch_to_xy):
-            raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
+        check_data_settings(loss_fn, batch_to_xy)
         self.loss_fn = loss_fn
         self.batch_to_xy = batch_to_xy
         self.params = params

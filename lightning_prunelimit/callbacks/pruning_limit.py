@@ -21,6 +21,7 @@ from lightning_prunelimit.callbacks._fit_end import FitEndCallback
 from lightning_prunelimit.callbacks._lookup import (
     BatchToXY,
     LossFn,
+    check_data_settings,
     require_callback,
     resolve_batch_to_xy,
     resolve_loss_fn,
@@ -179,10 +180,7 @@ class PruningLimit(FitEndCallback):
         self.zero_tolerance = float(zero_tolerance)
         self.parameters_to_prune = tuple(parameters_to_prune)
         self.parameter_names = tuple(parameter_names)
-        if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        if batch_to_xy is not None and not callable(batch_to_xy):
-            raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
+        check_data_settings(loss_fn, batch_to_xy)
         self.loss_fn = loss_fn
         self.batch_to_xy = batch_to_xy
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +16,7 @@ from lightning_prunelimit.callbacks._fit_end import FitEndCallback
 from lightning_prunelimit.callbacks._lookup import (
     BatchToXY,
     LossFn,
+    check_data_settings,
     find_callback,
     resolve_batch_to_xy,
     resolve_loss_fn,
@@ -28,10 +27,10 @@ from lightning_prunelimit.plotting import plot_sparsity_sweep
 from lightning_prunelimit.pruning import (
     DEFAULT_REFIT_LR,
     DEFAULT_SPARSITIES,
-    METRICS,
     SparsitySweepResult,
     actual_pruning_limit,
     check_refit_lr,
+    check_search_settings,
     check_sparsities,
     evaluate_model,
     prunable_parameters,
@@ -142,24 +141,14 @@ class SparsitySweep(FitEndCallback):
         self.refit_steps = refit_steps
         self.refit_lr = check_refit_lr(refit_lr)
         self.sparsities = check_sparsities(sparsities)
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
-            raise TypeError(f"tolerance must be a number >= 0, got {tolerance!r}")
-        if not (math.isfinite(float(tolerance)) and float(tolerance) >= 0):
-            raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
-        if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-            raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
+        check_search_settings(metric, tolerance, refine_steps)
         if num_samples is not None and (
             isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
         ):
             raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
         if isinstance(parameter_names, str):
             raise TypeError(f"parameter_names must be a sequence, pass ({parameter_names!r},)")
-        if loss_fn is not None and not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        if batch_to_xy is not None and not callable(batch_to_xy):
-            raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
+        check_data_settings(loss_fn, batch_to_xy)
         self.metric = metric
         self.tolerance = float(tolerance)
         self.refine_steps = refine_steps

@@ -23,6 +23,7 @@ from lightning_prunelimit.pruning.actual_limit import (
     METRICS,
     SparsitySweepResult,
     actual_pruning_limit,
+    check_search_settings,
     check_sparsities,
 )
 from lightning_prunelimit.pruning.apply import (
@@ -77,6 +78,7 @@ __all__ = [
     "apply_masks",
     "check_amount",
     "check_parameter_names",
+    "check_search_settings",
     "check_sparsities",
     "check_refit_lr",
     "effective_parameter",

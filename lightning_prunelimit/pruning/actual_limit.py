@@ -28,6 +28,7 @@ __all__ = [
     "METRICS",
     "SparsitySweepResult",
     "actual_pruning_limit",
+    "check_search_settings",
     "check_sparsities",
 ]
 
@@ -204,6 +205,27 @@ def _tuple(values: Any) -> tuple[float, ...] | None:
     return None if values is None else tuple(float(x) for x in values)
 
 
+def check_search_settings(metric: str, tolerance: float, refine_steps: int) -> None:
+    """Raise unless ``metric`` is known, ``tolerance`` a finite number >= 0 and ``refine_steps``
+    an int >= 0 (the settings of :func:`actual_pruning_limit`).
+
+    Example:
+        >>> check_search_settings("accuracy", 0.01, 8)
+        >>> check_search_settings("top5", 0.01, 8)
+        Traceback (most recent call last):
+        ...
+        ValueError: metric must be one of ('accuracy', 'loss'), got 'top5'
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
+        raise TypeError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if not (math.isfinite(float(tolerance)) and float(tolerance) >= 0):
+        raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
+    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
+
+
 def actual_pruning_limit(
     model: nn.Module,
     evaluate: Evaluate,
@@ -263,14 +285,7 @@ def actual_pruning_limit(
         (0.6, (0.0, 0.1, 0.2))
     """
     grid = check_sparsities(sparsities)
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
-        raise TypeError(f"tolerance must be a number >= 0, got {tolerance!r}")
-    if not (math.isfinite(float(tolerance)) and float(tolerance) >= 0):
-        raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
-    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-        raise ValueError(f"refine_steps must be an int >= 0, got {refine_steps!r}")
+    check_search_settings(metric, tolerance, refine_steps)
     if not callable(evaluate):
         raise TypeError(f"evaluate must be callable, got {type(evaluate).__name__}")
 
