@@ -89,7 +89,8 @@ def main() -> None:
     train, val = digits_loaders()
     model = DigitsMLP()
 
-    spectrum = HessianSpectrum(num_iters=32, num_samples=512, top_k=3, top_iters=32, trace_probes=8)
+    # num_iters="auto" (the default): Lanczos steps until the prediction's interval is narrow
+    spectrum = HessianSpectrum(num_samples=512, top_k=3, top_iters=32, trace_probes=8)
     limit = PruningLimit(epsilon="batch_loss_std")
     sweep = SparsitySweep(tolerance=0.0)
     trainer = pl.Trainer(
@@ -114,9 +115,11 @@ def main() -> None:
         f"trace {spectrum.trace:.2f} +- {spectrum.trace_stderr:.2f}"
     )
     prediction = limit.prediction
+    low, high = prediction.sparsity_interval
     print(
         f"predicted limit: keep {prediction.kept_fraction:.4f} of {prediction.num_weights} "
-        f"weights, sparsity {prediction.sparsity:.4f} (epsilon {prediction.epsilon:.4f})"
+        f"weights, sparsity {prediction.sparsity:.4f} in [{low:.4f}, {high:.4f}] "
+        f"(epsilon {prediction.epsilon:.4f})"
     )
     print(
         f"actual limit (no fine-tuning, accuracy >= dense {sweep.result.dense_accuracy:.4f}): "

@@ -54,6 +54,7 @@ def worker(
     try:
         mine = [batches[i] for i in RANK_BATCHES[rank]]
         torch.save(results(model, mine), Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # neither rank tears gloo down while the other is still in a collective
     finally:
         dist.destroy_process_group()
 
