@@ -147,7 +147,10 @@ def pyhessian_style_lanczos(
     return torch.stack(ritz)
 
 
-def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def model_and_batches(
+    name: str, args: argparse.Namespace, device: torch.device
+) -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The seeded model and CIFAR-shaped random batches (cost does not depend on values)."""
     make, num_classes = MODELS[name]
     torch.manual_seed(0)
     model = make().to(device)
@@ -158,6 +161,11 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
         )
         for _ in range(math.ceil(args.num_samples / args.batch_size))
     ]
+    return model, batches
+
+
+def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    model, batches = model_and_batches(name, args, device)
     loss_fn = nn.functional.cross_entropy
     op = HessianOperator(model, loss_fn, batches)
     params = op.params
@@ -210,16 +218,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
 
 
 def bench_budget(name: str, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    make, num_classes = MODELS[name]
-    torch.manual_seed(0)
-    model = make().to(device)
-    batches = [
-        (
-            torch.randn(args.batch_size, 3, 32, 32, device=device),
-            torch.randint(0, num_classes, (args.batch_size,), device=device),
-        )
-        for _ in range(math.ceil(args.num_samples / args.batch_size))
-    ]
+    model, batches = model_and_batches(name, args, device)
     op = HessianOperator(model, nn.functional.cross_entropy, batches)
     free_plan = plan_lanczos_memory(
         op.dim, args.steps, 4, dtype=op.dtype, device=device, hvp_bytes=op.hvp_memory_bytes

@@ -10,7 +10,11 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
+from lightning_prunelimit.callbacks._batches import (
+    FixedBatches,
+    collect_batches,
+    token_num_samples,
+)
 from lightning_prunelimit.callbacks._fit_checks import check_forward, eager
 from lightning_prunelimit.callbacks._fit_end import FitEndCallback
 from lightning_prunelimit.callbacks._lookup import (
@@ -175,14 +179,20 @@ class SparsitySweep(FitEndCallback):
         Must be called on every rank under DDP (the sums are all-reduced).
         """
         loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
-        fixed = collect_batches(
-            trainer,
-            pl_module,
-            split="val",
-            num_samples=token_num_samples(trainer, self.num_samples, "val"),
-            seed=self.seed,
-            batch_to_xy=resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer),
-        )
+        batch_to_xy = resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer)
+
+        def sample(split: str, shard: bool) -> FixedBatches:
+            return collect_batches(
+                trainer,
+                pl_module,
+                split=split,
+                num_samples=token_num_samples(trainer, self.num_samples, split),
+                seed=self.seed,
+                batch_to_xy=batch_to_xy,
+                shard=shard,
+            )
+
+        fixed = sample("val", shard=True)
         sparsities, refine_steps = self.sparsities, self.refine_steps
         if trainer.fast_dev_run:  # check the wiring at a token size
             sparsities, refine_steps = FAST_DEV_RUN_SPARSITIES, 0
@@ -196,15 +206,7 @@ class SparsitySweep(FitEndCallback):
         evaluate_refit = None
         refit_steps = min(self.refit_steps, 2) if trainer.fast_dev_run else self.refit_steps
         if refit_steps:
-            refit_batches = collect_batches(
-                trainer,
-                pl_module,
-                split="train",
-                num_samples=token_num_samples(trainer, self.num_samples, "train"),
-                seed=self.seed,
-                batch_to_xy=resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer),
-                shard=False,
-            ).batches
+            refit_batches = sample("train", shard=False).batches  # every rank: the same re-fit
 
             def evaluate_refit(sparsity: float, masks: Mapping[str, Tensor]) -> tuple[float, float]:
                 with restore_on_exit(pl_module), torch.inference_mode(False), torch.enable_grad():

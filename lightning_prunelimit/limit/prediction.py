@@ -17,9 +17,12 @@ from lightning_prunelimit.limit.sublevel_width import (
     _quadrature,
     flat_fraction,
     sublevel_width,
-    sublevel_width_interval,
 )
-from lightning_prunelimit.limit.width_bounds import DEFAULT_CONFIDENCE, quadrature_rules
+from lightning_prunelimit.limit.width_bounds import (
+    DEFAULT_CONFIDENCE,
+    QuadratureRules,
+    quadrature_rules,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.curvature import Spectrum
@@ -298,7 +301,8 @@ def predict_pruning_limit(
     kept_fraction = num_kept / total
     intervals: dict[str, Any] = {}
     if getattr(spectrum, "has_coefficients", False):
-        intervals = _intervals(spectrum, norms, total, eps, z, negative, level, curve_distances)
+        rules = quadrature_rules(spectrum)
+        intervals = _intervals(rules, norms, total, eps, z, negative, level, curve_distances)
     return LimitPrediction(
         kept_fraction=kept_fraction,
         sparsity=1.0 - kept_fraction,
@@ -317,48 +321,42 @@ def predict_pruning_limit(
 
 
 def _intervals(
-    spectrum: Spectrum,
+    rules: QuadratureRules,
     norms: Tensor,
     total: int,
     eps: float,
     z: float,
     negative: str,
     level: float,
-    curve_distances: Tensor | None,
+    curve_distances: Tensor | None = None,
+    *,
+    quadrature_only: bool = False,
 ) -> dict[str, Any]:
-    """The fixed points of G's bounds: full and quadrature-only sparsity intervals."""
-    rules = quadrature_rules(spectrum)
+    """The fixed points of G's bounds: the quadrature-only and the full sparsity intervals."""
     cache: dict[int, tuple[float, ...]] = {}
 
     def bounds(num_kept: int) -> tuple[float, ...]:
         if num_kept not in cache:
-            distance = norms[total - num_kept]
-            if float(distance) == 0.0:
-                cache[num_kept] = (1.0, 1.0, 1.0, 1.0)
-            else:
-                _, qlo, qhi, lo, hi = rules.bounds(distance.reshape(1), eps, negative, level)
-                cache[num_kept] = tuple(z + (1.0 - z) * float(b[0]) for b in (qlo, qhi, lo, hi))
+            widths = rules.widths(norms[total - num_kept].reshape(1), eps, negative, level, z)
+            cache[num_kept] = tuple(float(w[0]) for w in widths[1:])
         return cache[num_kept]
 
-    kept = [_smallest_feasible(total, lambda k, i=i: bounds(k)[i]) for i in range(4)]
+    ends = range(2) if quadrature_only else range(4)
+    kept = [_smallest_feasible(total, lambda k, i=i: bounds(k)[i]) for i in ends]
     # A lower G admits less pruning: the lower bound of G gives the largest kept fraction.
-    quadrature = (1.0 - kept[0] / total, 1.0 - kept[1] / total)
-    sparsity = (1.0 - kept[2] / total, 1.0 - kept[3] / total)
     out: dict[str, Any] = {
-        "sparsity_interval": sparsity,
-        "kept_fraction_interval": (1.0 - sparsity[1], 1.0 - sparsity[0]),
-        "quadrature_sparsity_interval": quadrature,
-        "confidence": level,
+        "quadrature_sparsity_interval": (1 - kept[0] / total, 1 - kept[1] / total)
     }
+    if quadrature_only:
+        return out
+    sparsity = (1.0 - kept[2] / total, 1.0 - kept[3] / total)
+    out.update(
+        sparsity_interval=sparsity,
+        kept_fraction_interval=(1.0 - sparsity[1], 1.0 - sparsity[0]),
+        confidence=level,
+    )
     if curve_distances is not None:
-        low, high = sublevel_width_interval(
-            spectrum,
-            curve_distances,
-            eps,
-            zero_fraction=0.0 if spectrum.deflated else z,
-            negative=negative,
-            confidence=level,
-        )
+        _, _, _, low, high = rules.widths(curve_distances, eps, negative, level, z)
         out["curve_widths_low"] = tuple(low.tolist())
         out["curve_widths_high"] = tuple(high.tolist())
     return out
@@ -415,7 +413,8 @@ def interval_stop(
         if steps < min_iters or (steps - min_iters) % check_every:
             return False
         z = flat_fraction(spectrum, zero_fraction)
-        low, high = _intervals(spectrum, norms, total, eps, z, negative, 0.0, None)[
+        rules = quadrature_rules(spectrum)
+        low, high = _intervals(rules, norms, total, eps, z, negative, 0.0, quadrature_only=True)[
             "quadrature_sparsity_interval"
         ]
         return high - low <= float(tolerance)

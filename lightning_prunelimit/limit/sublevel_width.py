@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from lightning_prunelimit.limit.epsilon import check_epsilon
+from lightning_prunelimit.limit.width_bounds import DEFAULT_CONFIDENCE, quadrature_rules
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.curvature import Spectrum
@@ -217,25 +218,13 @@ def sublevel_width_interval(
         >>> bool(low[0] <= exact <= high[0])
         True
     """
-    from lightning_prunelimit.limit.width_bounds import DEFAULT_CONFIDENCE, quadrature_rules
-
     eps = _check_epsilon(epsilon)
     _check_negative(negative)
     _quadrature(spectrum, negative)
     z = flat_fraction(spectrum, zero_fraction)
     level = DEFAULT_CONFIDENCE if confidence is None else _check_confidence(confidence)
     distances = _as_distances(distance)
-    rules = quadrature_rules(spectrum)
-    flat = distances.reshape(-1)
-    low = torch.empty_like(flat)
-    high = torch.empty_like(flat)
-    for start in range(0, flat.numel(), 64):
-        chunk = flat[start : start + 64]
-        _, _, _, lo, hi = rules.bounds(chunk, eps, negative, level)
-        low[start : start + 64] = lo
-        high[start : start + 64] = hi
-    low = torch.where(flat == 0, 1.0, z + (1.0 - z) * low)
-    high = torch.where(flat == 0, 1.0, z + (1.0 - z) * high)
+    _, _, _, low, high = quadrature_rules(spectrum).widths(distances, eps, negative, level, z)
     return low.reshape(distances.shape), high.reshape(distances.shape)
 
 

@@ -224,6 +224,39 @@ class QuadratureRules:
             (high + margin).clamp(0.0, 1.0),
         )
 
+    def widths(
+        self,
+        distances: Tensor,
+        epsilon: float,
+        negative: str,
+        confidence: float,
+        flat_fraction: float = 0.0,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`bounds` as bounds on the whole ``G(R)``: flat fraction added, ``G(0) = 1``.
+
+        ``G = z + (1 - z) * bound`` with ``z = flat_fraction``; evaluated in chunks of
+        distances (the rules' tensors grow with each distance).
+
+        Example:
+            >>> import torch
+            >>> from lightning_prunelimit.curvature import DenseOperator
+            >>> from lightning_prunelimit.curvature import stochastic_lanczos_quadrature as slq
+            >>> op = DenseOperator(torch.diag(torch.linspace(0.0, 1.0, 50, dtype=torch.float64)))
+            >>> rules = quadrature_rules(slq(op, 8, 2))
+            >>> rules.widths(torch.tensor([0.0, 2.0]), 0.1, "abs", 2.0)[3][0].item()
+            1.0
+        """
+        flat = distances.reshape(-1).to(torch.float64)
+        parts = [
+            self.bounds(flat[start : start + 64], epsilon, negative, confidence)
+            for start in range(0, flat.numel(), 64)
+        ]
+        z = float(flat_fraction)
+        return tuple(  # type: ignore[return-value]
+            torch.where(flat == 0, 1.0, z + (1.0 - z) * torch.cat([p[i] for p in parts]))
+            for i in range(5)
+        )
+
 
 def quadrature_rules(spectrum: Spectrum) -> QuadratureRules:
     """Build the rules that bound a spectrum's quadrature error (needs its Lanczos coefficients).
