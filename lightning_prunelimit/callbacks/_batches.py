@@ -1,41 +1,44 @@
 """Where the callbacks' batches come from: a fixed sample of the Trainer's data.
 
-:func:`collect_batches` draws a fixed sample once and returns it as a list of
-``(inputs, targets)`` on the module's device:
+The Trainer side of the core's fixed sample (``lightning_prunelimit.curvature.fixed_sample``):
+:func:`collect_batches` finds the loader and draws the sample once with
+:func:`~lightning_prunelimit.curvature.sample_batches`, onto the module's device:
 
 * the source is the training loader (``trainer.train_dataloader``, else the one the
-  ``LightningModule`` or ``LightningDataModule`` defines, asked through the fit loop's data
-  source ``trainer.fit_loop._data_source``), or for ``split="val"`` the validation loader
-  (``trainer.val_dataloaders``, else the one defined), falling back to the training data when
-  there is none;
-* for a map-style ``DataLoader`` the sample is the whole dataset in index order, or
-  ``num_samples`` indices drawn once with ``torch.randperm`` seeded by ``seed`` (then sorted), read
-  in the loader's batch size by a private ``DataLoader`` (no shuffling, no workers, its own
-  generator: neither the training order nor the global random state is touched); other
-  iterables are read as they are, up to ``num_samples`` samples;
+  ``LightningModule`` or ``LightningDataModule`` defines), or for ``split="val"`` the
+  validation loader (``trainer.val_dataloaders``, else the one defined), falling back to the
+  training data when there is none;
+* the sample is the whole dataset in index order, or ``num_samples`` positions of one seeded
+  permutation in drawn order (nested across sizes), read in the loader's batch size without
+  touching the training order or the global random state; other iterables are read as they
+  are, up to ``num_samples`` samples;
 * augmentation: with ``augment=False`` and a datamodule that has an ``augment`` attribute, the
   attribute is set to ``False`` while the sample is collected (the training loader is then
   requested from the datamodule again, so a datamodule that builds its transforms from the flag
   and a dataset that reads it per item both serve un-augmented samples) and restored afterwards;
-* DDP: with ``shard=True`` rank ``r`` of ``W`` keeps sample positions ``r, r + W, r + 2W, ...``
-  (the ``DistributedSampler`` split without shuffling and without padding), so the ranks
-  together hold exactly the one-process sample and all-reduced sums over them equal the
-  one-process sums. ``total_samples`` is the size of the whole sample, for a count check.
+* DDP: with ``shard=True`` each rank keeps its share of the sample (see ``sample_batches``), so
+  all-reduced sums over the ranks equal the one-process sums; ``total_samples`` is the size of
+  the whole sample, for a count check.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, IterableDataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from lightning_prunelimit.callbacks._lookup import BatchToXY
+from lightning_prunelimit.curvature.fixed_sample import (
+    FixedBatches,
+    as_xy,
+    is_map_style,
+    sample_batches,
+)
+from lightning_prunelimit.curvature.move_batch import move_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import lightning.pytorch as pl
@@ -48,30 +51,6 @@ __all__ = [
     "sample_batches",
     "token_num_samples",
 ]
-
-
-@dataclass(frozen=True)
-class FixedBatches:
-    """A fixed sample of ``(inputs, targets)`` batches on the module's device.
-
-    Attributes:
-        batches: the batches of this rank.
-        num_samples: the number of samples in ``batches``.
-        total_samples: the number of samples over all ranks (the size of the drawn sample), or
-            ``None`` when the source has no known length (an iterable dataset).
-        split: ``"train"`` or ``"val"``: where the samples come from.
-
-    Example:
-        >>> import torch
-        >>> fixed = FixedBatches([(torch.zeros(2, 3), torch.zeros(2))], 2, 2, "train")
-        >>> fixed.num_samples
-        2
-    """
-
-    batches: list[tuple[Any, Tensor]]
-    num_samples: int
-    total_samples: int | None
-    split: str
 
 
 def _single_loader(loaders: Any, what: str) -> Any:
@@ -120,7 +99,7 @@ def _validation_loader(trainer: pl.Trainer) -> Any:
     if loader is None or (isinstance(loader, (list, tuple, dict)) and not loader):
         return None
     loader = _single_loader(loader, "validation")
-    if isinstance(loader, DataLoader) and _is_map_style(loader) and len(loader.dataset) == 0:
+    if isinstance(loader, DataLoader) and is_map_style(loader) and len(loader.dataset) == 0:
         return None
     return loader
 
@@ -139,142 +118,12 @@ def _augmentation_off(trainer: pl.Trainer, augment: bool) -> Iterator[None]:
         datamodule.augment = previous
 
 
-def _is_map_style(loader: DataLoader) -> bool:
-    dataset = loader.dataset
-    return (
-        not isinstance(dataset, IterableDataset)
-        and hasattr(dataset, "__len__")
-        and loader.batch_size is not None
-    )
-
-
-def _to_xy(batch: Any, batch_to_xy: BatchToXY | None) -> tuple[Any, Tensor]:
-    if batch_to_xy is not None:
-        try:
-            pair = batch_to_xy(batch)
-        except Exception as error:
-            raise TypeError(
-                f"batch_to_xy failed on a batch of type {type(batch).__name__} with "
-                f"{type(error).__name__}: {error}; it must map a batch as the DataLoader yields "
-                "it to an (inputs, targets) pair"
-            ) from error
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise TypeError(
-                f"batch_to_xy must return an (inputs, targets) pair, got {type(pair).__name__}"
-            )
-        return pair[0], pair[1]
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    keys = f" with keys {sorted(map(str, batch))}" if isinstance(batch, Mapping) else ""
-    raise TypeError(
-        f"batches must be (inputs, targets) tuples, got a {type(batch).__name__}{keys}: pass "
-        "batch_to_xy=lambda batch: (batch['x'], batch['y']) (or whatever fits your layout) to "
-        "any one of the callbacks, or define batch_to_xy(batch) on the LightningModule"
-    )
-
-
-def _batch_size(targets: Any) -> int:
-    if isinstance(targets, Tensor) and targets.ndim > 0:
-        return int(targets.shape[0])
-    return len(targets)
-
-
-def _take(pair: tuple[Any, Tensor], count: int) -> tuple[Any, Tensor]:
-    inputs, targets = pair
-    if isinstance(inputs, Tensor):
-        inputs = inputs[:count]
-    return inputs, targets[:count]
-
-
 def _module_device(module: nn.Module) -> torch.device | None:
     device = getattr(module, "device", None)
     if isinstance(device, torch.device):
         return device
     first = next(module.parameters(), None)
     return first.device if first is not None else None
-
-
-def sample_batches(
-    loader: Iterable[Any],
-    *,
-    num_samples: int | None = None,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    batch_to_xy: BatchToXY | None = None,
-    device: torch.device | None = None,
-    split: str = "train",
-) -> FixedBatches:
-    """Read a fixed sample of ``(inputs, targets)`` batches from a loader.
-
-    A map-style ``DataLoader`` gives the whole dataset in index order, or ``num_samples``
-    indices drawn with ``torch.randperm`` seeded by ``seed`` and sorted; position ``p`` of the
-    sample goes to rank ``p % world_size``; a private ``DataLoader`` (same batch size and
-    ``collate_fn``, no shuffling, no workers) reads this rank's share. Any other iterable is
-    read as it is, up to ``num_samples`` samples.
-
-    Args:
-        loader: the source.
-        num_samples: sample size; ``None`` takes every sample.
-        seed: seed of the sample draw.
-        rank: this process's rank.
-        world_size: the number of ranks sharing the sample.
-        batch_to_xy: maps a batch to ``(inputs, targets)``; default: its first two items.
-        device: where to move the batches; ``None`` leaves them where they are.
-        split: recorded in the result.
-
-    Example:
-        >>> import torch
-        >>> from torch.utils.data import DataLoader, TensorDataset
-        >>> loader = DataLoader(TensorDataset(torch.randn(10, 3), torch.arange(10)), batch_size=4)
-        >>> fixed = sample_batches(loader, num_samples=6, seed=0, rank=1, world_size=2)
-        >>> fixed.num_samples, fixed.total_samples
-        (3, 6)
-    """
-    if num_samples is not None and (
-        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
-    ):
-        raise ValueError(
-            f"num_samples must be a positive int or None (all samples), got {num_samples!r}"
-        )
-    total: int | None = None
-    limit = num_samples
-    reader: Iterable[Any] = loader
-    if isinstance(loader, DataLoader) and _is_map_style(loader):
-        size = len(loader.dataset)
-        if num_samples is None or num_samples >= size:
-            indices = torch.arange(size)
-        else:
-            generator = torch.Generator().manual_seed(seed)
-            indices = torch.randperm(size, generator=generator)[:num_samples].sort().values
-        total, limit = int(indices.numel()), None
-        if total < world_size:
-            raise ValueError(
-                f"the {split} sample has {total} samples, fewer than the {world_size} ranks: "
-                "use more samples"
-            )
-        reader = DataLoader(
-            Subset(loader.dataset, indices[rank::world_size].tolist()),
-            batch_size=loader.batch_size,
-            shuffle=False,
-            collate_fn=loader.collate_fn,
-            generator=torch.Generator().manual_seed(seed),  # not the global random state
-        )
-    batches: list[tuple[Any, Tensor]] = []
-    count = 0
-    for batch in reader:
-        pair = _to_xy(batch, batch_to_xy)
-        size = _batch_size(pair[1])
-        if limit is not None and count + size > limit:
-            pair, size = _take(pair, limit - count), limit - count
-        if size > 0:
-            batches.append(move_data_to_device(pair, device) if device is not None else pair)
-            count += size
-        if limit is not None and count >= limit:
-            break
-    if count == 0:
-        raise ValueError(f"the {split} data yielded no samples: check the dataloader")
-    return FixedBatches(batches, count, total, split)
 
 
 def collect_batches(
@@ -380,7 +229,7 @@ def known_num_samples(trainer: pl.Trainer, split: str = "train") -> int | None:
         ValueError: no training data found: ...
     """
     loader, _ = _source_loader(trainer, split, augment=True)
-    if isinstance(loader, DataLoader) and _is_map_style(loader):
+    if isinstance(loader, DataLoader) and is_map_style(loader):
         return len(loader.dataset)
     return None
 
@@ -441,7 +290,7 @@ def first_batch(
     with _augmentation_off(trainer, augment):
         loader, used = _source_loader(trainer, split, augment)
         reader: Iterable[Any] = loader
-        if isinstance(loader, DataLoader) and _is_map_style(loader):
+        if isinstance(loader, DataLoader) and is_map_style(loader):
             count = min(int(loader.batch_size), len(loader.dataset))  # type: ignore[arg-type]
             reader = DataLoader(
                 Subset(loader.dataset, list(range(count))),
@@ -452,6 +301,6 @@ def first_batch(
         batch = next(iter(reader), None)
     if batch is None:
         raise ValueError(f"the {used} data yielded no batch: check the dataloader")
-    pair = _to_xy(batch, batch_to_xy)
+    pair = as_xy(batch, batch_to_xy)
     device = _module_device(pl_module)
-    return (move_data_to_device(pair, device) if device is not None else pair), used
+    return (move_batch(pair, device) if device is not None else pair), used
