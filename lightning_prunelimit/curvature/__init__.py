@@ -24,9 +24,15 @@ from __future__ import annotations
 
 from lightning_prunelimit.curvature.dense_operator import DenseOperator
 from lightning_prunelimit.curvature.evaluation_mode import evaluation_mode
+from lightning_prunelimit.curvature.fixed_sample import (
+    FixedBatches,
+    curvature_batch_size,
+    sample_batches,
+    sample_indices,
+)
 from lightning_prunelimit.curvature.float32_precision import full_float32_precision
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS, HessianOperator
-from lightning_prunelimit.curvature.hutchinson import hutchinson_trace
+from lightning_prunelimit.curvature.hutchinson import hutchinson_trace, spectrum_trace
 from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
 from lightning_prunelimit.curvature.lanczos_basis import LanczosBasis
 from lightning_prunelimit.curvature.linear_operator import LinearOperator
@@ -47,12 +53,13 @@ from lightning_prunelimit.curvature.stochastic_lanczos_quadrature import (
     run_probe_groups,
     stochastic_lanczos_quadrature,
 )
-from lightning_prunelimit.curvature.top_eigenvalues import top_eigenvalues
+from lightning_prunelimit.curvature.top_eigenvalues import ritz_top_eigenvalues, top_eigenvalues
 
 __all__ = [
     "BACKENDS",
     "NORMALIZATION_LAYERS",
     "DenseOperator",
+    "FixedBatches",
     "HessianOperator",
     "LanczosBasis",
     "LanczosMemoryPlan",
@@ -60,6 +67,7 @@ __all__ = [
     "LinearOperator",
     "ParameterSelection",
     "Spectrum",
+    "curvature_batch_size",
     "default_memory_budget",
     "evaluation_mode",
     "full_float32_precision",
@@ -68,8 +76,12 @@ __all__ = [
     "move_batch",
     "plan_lanczos_memory",
     "rademacher",
+    "ritz_top_eigenvalues",
     "run_probe_groups",
+    "sample_batches",
+    "sample_indices",
     "select_parameters",
+    "spectrum_trace",
     "stochastic_lanczos_quadrature",
     "top_eigenvalues",
 ]

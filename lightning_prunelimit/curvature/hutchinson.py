@@ -14,6 +14,7 @@ from lightning_prunelimit.curvature.linear_operator import (
     operator_dtype,
 )
 from lightning_prunelimit.curvature.rademacher import rademacher
+from lightning_prunelimit.curvature.spectrum import Spectrum
 
 
 def hutchinson_trace(
@@ -60,3 +61,31 @@ def hutchinson_trace(
         samples.append((block.double() * product.double()).sum(dim=1).cpu())
     values = torch.cat(samples)
     return float(values.mean()), float(values.std() / math.sqrt(num_probes))
+
+
+def spectrum_trace(spectrum: Spectrum) -> tuple[float, float]:
+    """The Hessian trace from an SLQ run's own probes, and a bound on its standard error.
+
+    The Gauss quadrature of a probe reproduces its first two moments exactly:
+    ``sum_j w_j node_j = q^T H q`` and ``sum_j w_j node_j^2 = ||H q||^2`` for the unit probe
+    ``q``. So ``spectrum.trace_of(x)`` is Hutchinson's estimate with the SLQ probes (deflated
+    zero rows add 0), at no further product. For a Rademacher probe ``z`` the variance of
+    ``z^T H z`` is ``2 sum_{i != j} H_ij^2 <= 2 tr(H^2)``, and ``tr(H^2)`` is estimated the same
+    way, so the standard error of the mean over ``P`` probes is at most about
+    ``sqrt(2 tr(H^2) / P)``; that bound is returned (it does not need two probes). Run
+    :func:`hutchinson_trace` for an empirical error from many probes.
+
+    Returns:
+        ``(estimate, standard_error_bound)``.
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, stochastic_lanczos_quadrature
+        >>> op = DenseOperator(torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)))
+        >>> estimate, error = spectrum_trace(stochastic_lanczos_quadrature(op, num_iters=3))
+        >>> round(estimate, 10), round(error, 4)  # exact for a diagonal; bound sqrt(2 * 14)
+        (6.0, 5.2915)
+    """
+    estimate = spectrum.trace_of(lambda x: x)
+    squares = max(spectrum.trace_of(lambda x: x * x), 0.0)
+    return float(estimate), math.sqrt(2.0 * squares / spectrum.num_probes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +19,7 @@ temporaries of the three-term recurrence and of Gram-Schmidt)."""
 
 DEFAULT_FREE_FRACTION = 0.9
 DEFAULT_MARGIN_BYTES = GIB // 2
+DEFAULT_HOST_FRACTION = 0.5
 
 
 def format_bytes(size: float) -> str:
@@ -33,18 +35,47 @@ def format_bytes(size: float) -> str:
     return f"{size:.0f} B"
 
 
-def default_memory_budget(device: torch.device | str) -> float | None:
-    """The budget, in GiB, used when none is given: from the free memory of a CUDA device.
+def available_host_memory() -> int | None:
+    """Bytes of host memory available to new allocations (``MemAvailable``), or None if unknown.
 
-    ``0.9 * (free + cached) - 0.5 GiB``, where ``free`` comes from ``torch.cuda.mem_get_info``
-    and ``cached`` is memory PyTorch's allocator holds but does not use (both reusable). ``None``
-    (no budget) on other devices: on the CPU the run takes what it needs.
+    Read from ``/proc/meminfo`` on Linux, else from ``os.sysconf`` (free physical pages).
 
     Example:
-        >>> default_memory_budget("cpu") is None
+        >>> size = available_host_memory()
+        >>> size is None or size > 0
+        True
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def default_memory_budget(device: torch.device | str) -> float | None:
+    """The budget, in GiB, used when none is given: from the free memory of the device.
+
+    On a CUDA device, ``0.9 * (free + cached) - 0.5 GiB``, where ``free`` comes from
+    ``torch.cuda.mem_get_info`` and ``cached`` is memory PyTorch's allocator holds but does not
+    use (both reusable). On the CPU, half of the available host memory
+    (:func:`available_host_memory`), leaving the rest to the training process and the system;
+    ``None`` (no budget) where that is unknown or on other devices.
+
+    Example:
+        >>> budget = default_memory_budget("cpu")
+        >>> budget is None or budget > 0
         True
     """
     device = torch.device(device)
+    if device.type == "cpu":
+        available = available_host_memory()
+        return None if available is None else DEFAULT_HOST_FRACTION * available / GIB
     if device.type != "cuda":
         return None
     free, _ = torch.cuda.mem_get_info(device)

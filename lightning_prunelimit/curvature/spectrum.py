@@ -225,6 +225,108 @@ class Spectrum:
             out[start : start + chunk] = norm * (torch.exp(-0.5 * z * z) @ weights)
         return out
 
+    def _coefficients(self) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+        if not self.has_coefficients:
+            raise ValueError(
+                "this spectrum carries no Lanczos coefficients: it cannot be cut or joined "
+                "by probes and steps (run stochastic_lanczos_quadrature for one that does)"
+            )
+        assert self.alphas is not None and self.betas is not None and self.lengths is not None
+        return self.alphas, self.betas, self.lengths
+
+    def _from_coefficients(self, alphas: Tensor, betas: Tensor, lengths: Sequence[int]) -> Spectrum:
+        width = max(lengths)
+        nodes = torch.zeros(len(lengths), width, dtype=torch.float64)
+        weights = torch.zeros_like(nodes)
+        for p, n in enumerate(lengths):
+            off = betas[p, : n - 1]
+            t = torch.diag(alphas[p, :n]) + torch.diag(off, 1) + torch.diag(off, -1)
+            values, vectors = torch.linalg.eigh(t)
+            nodes[p, :n], nodes[p, n:] = values, values[-1]
+            weights[p, :n] = vectors[0] ** 2
+        return Spectrum(
+            nodes,
+            weights,
+            self.dim,
+            self.deflated,
+            alphas[:, :width],
+            betas[:, :width],
+            tuple(int(n) for n in lengths),
+        )
+
+    def probes(self, indices: Sequence[int]) -> Spectrum:
+        """The spectrum of the probes ``indices`` only (nodes, weights and coefficients).
+
+        Example:
+            >>> import torch
+            >>> from lightning_prunelimit.curvature import (
+            ...     DenseOperator, stochastic_lanczos_quadrature)
+            >>> op = DenseOperator(torch.diag(torch.arange(1.0, 9.0, dtype=torch.float64)))
+            >>> spectrum = stochastic_lanczos_quadrature(op, num_iters=4, num_probes=3)
+            >>> spectrum.probes([2]).num_probes
+            1
+        """
+        rows = list(indices)
+        if not rows or any(not 0 <= i < self.num_probes for i in rows):
+            raise ValueError(f"probe indices must be in [0, {self.num_probes}), got {rows}")
+        if not self.has_coefficients:
+            return Spectrum(self.nodes[rows], self.weights[rows], self.dim, self.deflated)
+        alphas, betas, lengths = self._coefficients()
+        return self._from_coefficients(alphas[rows], betas[rows], [lengths[i] for i in rows])
+
+    def truncated(self, num_iters: int) -> Spectrum:
+        """The spectrum the same run had after ``num_iters`` steps (its Gauss rules then).
+
+        The first ``m`` Lanczos coefficients of a run are those of an ``m``-step run from the
+        same probe, so spectra of different lengths can be compared at a common step count.
+
+        Example:
+            >>> import torch
+            >>> from lightning_prunelimit.curvature import (
+            ...     DenseOperator, stochastic_lanczos_quadrature)
+            >>> op = DenseOperator(torch.diag(torch.arange(1.0, 9.0, dtype=torch.float64)))
+            >>> long = stochastic_lanczos_quadrature(op, num_iters=6)
+            >>> short = stochastic_lanczos_quadrature(op, num_iters=3)
+            >>> bool(torch.allclose(long.truncated(3).nodes, short.nodes))
+            True
+        """
+        if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
+            raise ValueError(f"num_iters must be a positive int, got {num_iters!r}")
+        alphas, betas, lengths = self._coefficients()
+        kept = [min(n, num_iters) for n in lengths]
+        return self._from_coefficients(alphas, betas, kept)
+
+    def joined(self, other: Spectrum) -> Spectrum:
+        """The probes of this spectrum followed by those of ``other`` (same matrix and deflation).
+
+        Example:
+            >>> import torch
+            >>> from lightning_prunelimit.curvature import (
+            ...     DenseOperator, stochastic_lanczos_quadrature)
+            >>> op = DenseOperator(torch.diag(torch.arange(1.0, 9.0, dtype=torch.float64)))
+            >>> a = stochastic_lanczos_quadrature(op, num_iters=4)
+            >>> b = stochastic_lanczos_quadrature(op, num_iters=2, first_probe=1)
+            >>> a.joined(b).num_probes, a.joined(b).lengths
+            (2, (4, 2))
+        """
+        if (self.dim, self.deflated) != (other.dim, other.deflated):
+            raise ValueError(
+                f"cannot join spectra of different matrices: dim/deflated {self.dim}/"
+                f"{self.deflated} and {other.dim}/{other.deflated}"
+            )
+        a_alphas, a_betas, a_lengths = self._coefficients()
+        b_alphas, b_betas, b_lengths = other._coefficients()
+        width = max(a_alphas.shape[1], b_alphas.shape[1])
+
+        def padded(rows: Tensor) -> Tensor:
+            return torch.nn.functional.pad(rows, (0, width - rows.shape[1]))
+
+        return self._from_coefficients(
+            torch.cat([padded(a_alphas), padded(b_alphas)]),
+            torch.cat([padded(a_betas), padded(b_betas)]),
+            list(a_lengths) + list(b_lengths),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form: nested lists of floats and ints.
 

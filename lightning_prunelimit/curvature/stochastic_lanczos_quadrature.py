@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import time
 import warnings
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
 from lightning_prunelimit.curvature.linear_operator import (
@@ -40,6 +42,9 @@ def stochastic_lanczos_quadrature(
     stop: Callable[[Spectrum], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
     memory_budget_gb: float | None = None,
+    first_probe: int = 0,
+    zero_rows: Tensor | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Spectrum:
     """Estimate the spectrum of ``op`` by Lanczos quadrature from random Rademacher probes.
 
@@ -78,8 +83,16 @@ def stochastic_lanczos_quadrature(
         stop: called after each step with the spectrum so far; returning True ends the run
             (e.g. once an error bound is small enough).
         progress: called as ``progress(step, total)`` after each Lanczos step.
-        memory_budget_gb: device memory for the Lanczos state and the products, in GiB
-            (``None``: the default of the operator's device; none on the CPU).
+        memory_budget_gb: memory for the Lanczos state and the products, in GiB (``None``:
+            the default of the operator's device, see :func:`default_memory_budget`).
+        first_probe: skip the first ``first_probe`` probes of ``seed``: the run then gives
+            probes ``first_probe, first_probe + 1, ...`` of the same stream, so a later run can
+            add probes to an earlier one (``Spectrum.joined``).
+        zero_rows: a boolean ``(dim,)`` mask of the rows to deflate, instead of finding them
+            (e.g. those of a larger sample's operator, so that sub-samples see the same
+            probes); implies ``deflate_zero_rows``.
+        timings: a dict that receives the seconds spent, under ``"zero_rows"`` and
+            ``"lanczos"``.
 
     Raises:
         ValueError: if not even one probe fits ``memory_budget_gb`` (the message says how
@@ -120,12 +133,22 @@ def stochastic_lanczos_quadrature(
             hvp_bytes=hvp_bytes if callable(hvp_bytes) else None,
         )
 
+    if isinstance(first_probe, bool) or not isinstance(first_probe, int) or first_probe < 0:
+        raise ValueError(f"first_probe must be an int >= 0, got {first_probe!r}")
     plan = plan_for(dim)  # stated before any product; deflation only lowers the need
     logger.info(plan.describe())
     deflated = 0
-    if deflate_zero_rows:
-        zero = find_zero_rows(op, seed=seed)
+    started = time.perf_counter()
+    if zero_rows is not None or deflate_zero_rows:
+        zero = find_zero_rows(op, seed=seed) if zero_rows is None else zero_rows.to("cpu")
+        if zero.dtype != torch.bool or zero.shape != (dim,):
+            raise ValueError(f"zero_rows must be a boolean mask of shape ({dim},)")
         deflated = int(zero.sum())
+        if deflated == dim:
+            raise ValueError(
+                "every row of the operator is zero: the loss does not depend on the selected "
+                "parameters at second order (check the parameters and the loss)"
+            )
         if deflated:
             op = DeflatedOperator(op, ~zero)
             plan = plan_for(dim - deflated)
@@ -141,7 +164,14 @@ def stochastic_lanczos_quadrature(
             return True
         return False
 
-    result = run_probe_groups(op, plan, seed, progress=progress, stop=lanczos_stop)
+    if timings is not None:
+        timings["zero_rows"] = time.perf_counter() - started
+    started = time.perf_counter()
+    result = run_probe_groups(
+        op, plan, seed, progress=progress, stop=lanczos_stop, first_probe=first_probe
+    )
+    if timings is not None:
+        timings["lanczos"] = time.perf_counter() - started
     _warn_on_early_float32_stop(result, min(num_iters, dim - deflated), operator_dtype(op), stopped)
     return as_spectrum(result)
 
@@ -171,6 +201,7 @@ def run_probe_groups(
     *,
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[LanczosResult], bool] | None = None,
+    first_probe: int = 0,
 ) -> LanczosResult:
     """Run the Rademacher probes of ``seed`` through :func:`lanczos` as ``plan`` lays them out.
 
@@ -181,7 +212,7 @@ def run_probe_groups(
     groups (``total = num_groups * num_iters``); ``stop`` is passed to :func:`lanczos` for each
     group, so it sees the snapshot of the group being run (a per-probe criterion works
     unchanged; a criterion over all probes sees one group at a time). The groups' results are
-    joined in probe order.
+    joined in probe order. ``first_probe`` skips that many probes of the stream first.
 
     Example:
         >>> import torch
@@ -196,6 +227,8 @@ def run_probe_groups(
         raise TypeError(f"seed must be an int, got {seed!r}")
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     dim, steps = plan.dim, plan.num_iters
+    for begin in range(0, first_probe, 64):  # skipped probes, drawn in blocks (memory)
+        rademacher(min(64, first_probe - begin), dim, generator)
     done = [0]
 
     def group_progress(step: int, total: int) -> None:

@@ -11,6 +11,7 @@ from torch import Tensor
 from lightning_prunelimit.curvature.lanczos import LanczosResult, lanczos
 from lightning_prunelimit.curvature.linear_operator import LinearOperator, operator_dim
 from lightning_prunelimit.curvature.rademacher import rademacher
+from lightning_prunelimit.curvature.spectrum import Spectrum
 
 
 def default_top_eigenvalue_iters(k: int, dim: int) -> int:
@@ -88,3 +89,56 @@ def top_eigenvalues(
             stacklevel=2,
         )
     return values
+
+
+def ritz_top_eigenvalues(spectrum: Spectrum, k: int = 1) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest eigenvalues from an SLQ run's own Ritz values, with error bounds.
+
+    No further product: for each rank ``i`` the largest ``i``-th largest Ritz value over the
+    probes is taken (each is at most the ``i``-th largest eigenvalue, by interlacing), with its
+    residual bound ``|beta_L s_L|`` (the distance from that Ritz value to *some* eigenvalue;
+    when the bound is small against the gaps, to ``lambda_i``). Outlying eigenvalues converge
+    within a few dozen steps, so a quadrature run of the usual length has them to many digits;
+    for a tighter bound run :func:`top_eigenvalues` with a larger budget. Needs the spectrum's
+    Lanczos coefficients (``Spectrum.has_coefficients``).
+
+    Returns:
+        ``(values, bounds)``: float64, descending values; at most ``k`` of them (fewer when every
+        probe's Krylov space is smaller).
+
+    Example:
+        >>> import torch
+        >>> from lightning_prunelimit.curvature import DenseOperator, stochastic_lanczos_quadrature
+        >>> op = DenseOperator(torch.diag(torch.arange(1.0, 31.0, dtype=torch.float64)))
+        >>> spectrum = stochastic_lanczos_quadrature(op, num_iters=30)
+        >>> values, bounds = ritz_top_eigenvalues(spectrum, k=2)
+        >>> values.round(decimals=6).tolist(), bool(bounds.max() < 1e-6)
+        ([30.0, 29.0], True)
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if not spectrum.has_coefficients:
+        raise ValueError(
+            "the spectrum carries no Lanczos coefficients (an old or hand-made spectrum): run "
+            "top_eigenvalues(op, k) on the operator instead"
+        )
+    assert spectrum.alphas is not None and spectrum.betas is not None
+    assert spectrum.lengths is not None
+    result = LanczosResult(spectrum.alphas, spectrum.betas, spectrum.lengths, spectrum.probed_dim)
+    nodes, _, bounds = result.ritz()
+    best_values, best_bounds = [], []
+    for i in range(k):
+        candidates = [
+            (float(nodes[p, n - 1 - i]), float(bounds[p, n - 1 - i]))
+            for p, n in enumerate(result.lengths)
+            if n > i
+        ]
+        if not candidates:
+            break
+        value, bound = max(candidates)
+        best_values.append(value)
+        best_bounds.append(bound)
+    return (
+        torch.tensor(best_values, dtype=torch.float64),
+        torch.tensor(best_bounds, dtype=torch.float64),
+    )
