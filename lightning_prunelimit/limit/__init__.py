@@ -36,10 +36,21 @@ from lightning_prunelimit.limit.prediction import (
     interval_stop,
     predict_pruning_limit,
 )
+from lightning_prunelimit.limit.sample_error import (
+    SampleError,
+    estimate_sample_error,
+    with_sample_error,
+)
 from lightning_prunelimit.limit.sublevel_width import (
     NEGATIVE_MODES,
     sublevel_width,
     sublevel_width_interval,
+)
+from lightning_prunelimit.limit.targeted_spectrum import (
+    DEFAULT_TOLERANCE,
+    LimitTarget,
+    SpectrumEstimate,
+    estimate_spectrum,
 )
 from lightning_prunelimit.limit.zero_curvature import (
     DEFAULT_ZERO_ROW_TOLERANCE,
@@ -49,14 +60,20 @@ from lightning_prunelimit.limit.zero_curvature import (
 
 __all__ = [
     "DEFAULT_EPSILON_BATCH_SIZE",
+    "DEFAULT_TOLERANCE",
     "DEFAULT_ZERO_ROW_TOLERANCE",
     "EPSILON_METHODS",
     "NEGATIVE_MODES",
     "LimitPrediction",
+    "LimitTarget",
+    "SampleError",
+    "SpectrumEstimate",
     "ZeroCurvature",
     "as_flat_weights",
     "batch_loss_std",
     "check_epsilon",
+    "estimate_sample_error",
+    "estimate_spectrum",
     "interval_stop",
     "predict_pruning_limit",
     "pruning_distances",
@@ -64,5 +81,6 @@ __all__ = [
     "resolve_epsilon",
     "sublevel_width",
     "sublevel_width_interval",
+    "with_sample_error",
     "zero_curvature_fraction",
 ]

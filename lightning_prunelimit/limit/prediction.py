@@ -73,6 +73,10 @@ class LimitPrediction:
             that more Lanczos steps shrink; more probes shrink the rest).
         confidence: standard deviations of the sampling error in ``sparsity_interval``.
         curve_widths_low, curve_widths_high: bounds on G at ``curve_distances`` (a band).
+        sample_sparsity_interval: when the Hessian was taken over a sub-sample of the training
+            data, the range around ``sparsity`` that the sample's own error spans (see
+            ``lightning_prunelimit.limit.SampleError``); ``sparsity_interval`` then includes it
+            and bounds what the Hessian of the whole training data would predict.
 
     Example:
         >>> p = LimitPrediction(0.5, 0.5, 1.0, 0.6, 0.1, 0.0, 4, 2, "abs",
@@ -101,6 +105,7 @@ class LimitPrediction:
     confidence: float | None = None
     curve_widths_low: tuple[float, ...] | None = None
     curve_widths_high: tuple[float, ...] | None = None
+    sample_sparsity_interval: _Interval | None = None
 
     def __post_init__(self) -> None:
         lengths = {
@@ -165,6 +170,7 @@ class LimitPrediction:
             "confidence": self.confidence,
             "curve_widths_low": _listed(self.curve_widths_low),
             "curve_widths_high": _listed(self.curve_widths_high),
+            "sample_sparsity_interval": _listed(self.sample_sparsity_interval),
         }
 
     @classmethod
@@ -196,6 +202,7 @@ class LimitPrediction:
             confidence=None if data.get("confidence") is None else float(data["confidence"]),
             curve_widths_low=_curve(data.get("curve_widths_low")),
             curve_widths_high=_curve(data.get("curve_widths_high")),
+            sample_sparsity_interval=_interval(data.get("sample_sparsity_interval")),
         )
 
 
