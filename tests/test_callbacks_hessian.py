@@ -19,6 +19,8 @@ from lightning_prunelimit.curvature import (
     Spectrum,
     hutchinson_trace,
     plan_lanczos_memory,
+    ritz_top_eigenvalues,
+    spectrum_trace,
     stochastic_lanczos_quadrature,
     top_eigenvalues,
 )
@@ -118,7 +120,32 @@ def test_augmentation_is_off_for_the_curvature(tmp_path):
     op = HessianOperator(model, nn.CrossEntropyLoss(), _batches(torch.arange(64), 32))
     clean = stochastic_lanczos_quadrature(op, num_iters=6, seed=0)
     torch.testing.assert_close(callback.spectrum.nodes, clean.nodes, rtol=0, atol=1e-10)
-    assert callback.trace is None and callback.top_eigenvalues.numel() == 0
+    assert callback.trace == pytest.approx(spectrum_trace(clean)[0], rel=1e-9)
+    assert callback.top_eigenvalues.numel() == 0
+
+
+def test_top_eigenvalues_and_trace_come_from_the_spectrum_run_by_default(tmp_path):
+    model = TinyClassifier(hidden=8)
+    callback = HessianSpectrum(num_iters=24, num_probes=2, top_k=2, seed=1)
+    trainer = make_trainer(tmp_path, [callback], max_epochs=1)
+    trainer.fit(model, DigitsDataModule(num_train=128, batch_size=32))
+    op = HessianOperator(model, nn.CrossEntropyLoss(), _batches(torch.arange(128), 128))
+    spectrum = stochastic_lanczos_quadrature(op, num_iters=24, num_probes=2, seed=1)
+    values, bounds = ritz_top_eigenvalues(spectrum, 2)
+    torch.testing.assert_close(callback.top_eigenvalues, values, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(callback.top_eigenvalue_errors, bounds, rtol=1e-6, atol=1e-8)
+    # the outliers converge within the run: its Ritz values are the dedicated run's values
+    exact = top_eigenvalues(op, k=2, num_iters=op.dim, seed=0)
+    assert torch.allclose(callback.top_eigenvalues, exact, rtol=1e-6)
+    assert bool((callback.top_eigenvalue_errors < 1e-4 * exact[0]).all())
+    trace, stderr = spectrum_trace(spectrum)
+    assert callback.trace == pytest.approx(trace, rel=1e-9)
+    assert callback.trace_stderr == pytest.approx(stderr, rel=1e-9)
+    logged = read_metrics(trainer.logger)
+    assert logged["hessian/num_samples"] == [128.0]
+    assert logged["hessian/top_eig_1_bound"] == [pytest.approx(float(bounds[0]), rel=1e-6)]
+    for stage in ("sample", "zero_rows", "lanczos", "top_eigenvalues", "trace"):
+        assert f"hessian/time_{stage}" in logged, stage
 
 
 def test_results_survive_a_checkpoint(tmp_path):
@@ -183,7 +210,9 @@ def test_progress_bar_only_when_the_trainer_shows_one(tmp_path, capsys):
     ("kwargs", "match"),
     [
         ({"num_iters": 0}, "num_iters must be 'auto' or an int >= 1"),
-        ({"num_probes": 1.5}, "num_probes must be an int"),
+        ({"num_probes": 1.5}, "num_probes must be 'auto' or an int"),
+        ({"trace_probes": 1}, "trace_probes must be 0"),
+        ({"tolerance": 1.5}, "tolerance must be a number in"),
         ({"top_k": -1}, "top_k must be an int >= 0"),
         ({"trace_probes": -2}, "trace_probes"),
         ({"backend": "curvlinops"}, "unknown backend"),

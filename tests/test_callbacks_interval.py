@@ -53,14 +53,60 @@ def test_a_fixed_num_iters_with_a_wide_interval_warns_with_the_fix(tmp_path: Pat
     spectrum = HessianSpectrum(num_iters=4, top_k=0, trace_probes=0)
     limit = PruningLimit(epsilon_batch_size=32)
     trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=1, logger=False)
-    with pytest.warns(UserWarning, match=r"num_iters='auto'"):
+    with pytest.warns(UserWarning, match=r"budget ran out \(.*num_iters=4\) after 4 Lanczos steps"):
         trainer.fit(TinyClassifier(hidden=8), _data())
     # Wide enough steps: no warning.
     spectrum = HessianSpectrum(num_iters=600, top_k=0, trace_probes=0, tolerance=0.5)
     trainer = make_trainer(tmp_path, [spectrum, PruningLimit(epsilon_batch_size=32)], logger=False)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*quadrature alone.*")
+        warnings.filterwarnings("error", message=".*more than HessianSpectrum.*")
         trainer.fit(TinyClassifier(hidden=8), _data())
+
+
+def test_a_step_budget_too_small_for_the_tolerance_warns_once_naming_it(tmp_path: Path) -> None:
+    spectrum = HessianSpectrum(top_k=0, tolerance=0.002, max_iters=16)
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=1, logger=False)
+    with pytest.warns(UserWarning, match=r"budget ran out \(.*max_iters=16\)") as caught:
+        trainer.fit(TinyClassifier(hidden=8), _data())
+    assert sum("more than HessianSpectrum" in str(w.message) for w in caught) == 1
+    low, high = limit.prediction.sparsity_interval
+    assert f"{high - low:.4f} wide" in next(
+        str(w.message) for w in caught if "more than HessianSpectrum" in str(w.message)
+    )
+
+
+def test_a_sub_sample_adds_its_own_error_to_the_interval(tmp_path: Path) -> None:
+    spectrum = HessianSpectrum(num_samples=128, top_k=0, tolerance=0.05, max_iters=64)
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tolerance the small sample may not meet
+        trainer.fit(TinyClassifier(hidden=8), _data())
+    error = spectrum.sample_error
+    assert error is not None and (error.num_samples, error.dataset_size) == (128, 256)
+    p = limit.prediction
+    s_low, s_high = p.sample_sparsity_interval
+    assert s_low == pytest.approx(p.sparsity - error.low)
+    assert s_high == pytest.approx(p.sparsity + error.high)
+    low, high = p.sparsity_interval
+    q_low, q_high = p.quadrature_sparsity_interval
+    assert low <= min(q_low, s_low) + 1e-12 and high >= max(q_high, s_high) - 1e-12
+    logged = read_metrics(trainer.logger)
+    assert logged["prune_limit/sample_lo"] == [pytest.approx(s_low)]
+    assert logged["hessian/num_samples"] == [128.0]
+
+
+def test_the_whole_data_has_no_sample_error_and_more_samples_than_data_says_so(
+    tmp_path: Path,
+) -> None:
+    spectrum = HessianSpectrum(num_samples=1000, top_k=0, num_iters=8)
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=1, logger=False)
+    with pytest.warns(UserWarning, match="num_samples=1000 is more than the 256 training"):
+        trainer.fit(TinyClassifier(hidden=8), _data())
+    assert spectrum.sample_error is None and spectrum.samples_used == 256
+    assert limit.prediction.sample_sparsity_interval is None
 
 
 def test_the_limit_over_training_is_logged_every_n_epochs(tmp_path: Path) -> None:

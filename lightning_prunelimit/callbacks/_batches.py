@@ -136,6 +136,7 @@ def collect_batches(
     batch_to_xy: BatchToXY | None = None,
     augment: bool = False,
     shard: bool = True,
+    to_device: bool = True,
 ) -> FixedBatches:
     """Draw a fixed sample of the Trainer's data (see the module docstring).
 
@@ -153,6 +154,8 @@ def collect_batches(
         batch_to_xy: maps a batch to ``(inputs, targets)``; default: the first two items.
         augment: keep the datamodule's augmentation on while collecting.
         shard: under DDP, keep only this rank's share of the sample.
+        to_device: move the batches to the module's device (else they stay where the loader
+            puts them, e.g. for a forward pass batch by batch over the whole data).
 
     Example:
         >>> import torch, lightning.pytorch as pl
@@ -186,7 +189,7 @@ def collect_batches(
             rank=rank,
             world_size=world_size,
             batch_to_xy=batch_to_xy,
-            device=_module_device(pl_module),
+            device=_module_device(pl_module) if to_device else None,
             split=used,
         )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -10,7 +12,12 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
-from lightning_prunelimit.callbacks._batches import collect_batches, token_num_samples
+from lightning_prunelimit.callbacks._batches import (
+    _module_device,
+    collect_batches,
+    known_num_samples,
+    token_num_samples,
+)
 from lightning_prunelimit.callbacks._fit_checks import (
     check_curvature_parameters,
     check_forward,
@@ -32,16 +39,26 @@ from lightning_prunelimit.callbacks._output import (
     stage,
 )
 from lightning_prunelimit.curvature import (
+    FixedBatches,
     HessianOperator,
     Spectrum,
+    curvature_batch_size,
+    default_memory_budget,
     hutchinson_trace,
-    stochastic_lanczos_quadrature,
+    ritz_top_eigenvalues,
+    select_parameters,
+    spectrum_trace,
     top_eigenvalues,
 )
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS
-from lightning_prunelimit.curvature.memory_plan import check_memory_budget
+from lightning_prunelimit.curvature.memory_plan import GIB, check_memory_budget
 from lightning_prunelimit.curvature.parameter_selection import ParameterSelection
-from lightning_prunelimit.curvature.top_eigenvalues import default_top_eigenvalue_iters
+from lightning_prunelimit.limit import (
+    DEFAULT_TOLERANCE,
+    LimitTarget,
+    SampleError,
+    estimate_spectrum,
+)
 from lightning_prunelimit.plotting import plot_spectrum, spectrum_density_curve
 
 __all__ = ["AUTO_FALLBACK_ITERS", "FAST_DEV_RUN_ITERS", "HessianSpectrum"]
@@ -66,15 +83,27 @@ def _check_num_iters(value: Any) -> int | str:
 def _check_tolerance(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise ValueError(
-            f"tolerance must be a number in (0, 1): the widest acceptable quadrature interval "
-            f"of the predicted sparsity, got {value!r}"
+            f"tolerance must be a number in (0, 1): the widest acceptable interval of the "
+            f"predicted sparsity, got {value!r}"
         )
     return float(value)
+
+
+def _check_auto_int(name: str, value: Any, what: str, allow_none: bool = False) -> Any:
+    if value == "auto" or (allow_none and value is None):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        extra = ", None (all)" if allow_none else ""
+        raise ValueError(f"{name} must be 'auto'{extra} or an int >= 1 ({what}), got {value!r}")
+    return value
 
 
 #: Lanczos steps of ``num_iters="auto"`` when no ``PruningLimit`` gives a stop rule.
 AUTO_FALLBACK_ITERS = 128
 
+
+#: The most activation memory of one curvature batch (bytes): larger batches gain little.
+CURVATURE_BATCH_BYTES = 2 * GIB
 
 #: The token sizes of a ``fast_dev_run``: Lanczos steps, top-eigenvalue steps, trace probes.
 FAST_DEV_RUN_ITERS = 4
@@ -171,11 +200,13 @@ class HessianSpectrum(FitEndCallback):
 
     def __init__(
         self,
+        *,
+        tolerance: float = DEFAULT_TOLERANCE,
         num_iters: int | str = "auto",
-        num_probes: int = 4,
-        num_samples: int | None = None,
+        num_probes: int | str = "auto",
+        num_samples: int | str | None = "auto",
         top_k: int = 5,
-        trace_probes: int = 32,
+        trace_probes: int = 0,
         backend: str = "native",
         seed: int = 0,
         loss_fn: LossFn | None = None,
@@ -183,7 +214,6 @@ class HessianSpectrum(FitEndCallback):
         params: ParameterSelection = None,
         augment: bool = False,
         top_iters: int | None = None,
-        tolerance: float = 0.01,
         max_iters: int = 256,
         every_n_epochs: int | None = None,
         memory_budget_gb: float | None = None,
@@ -195,12 +225,17 @@ class HessianSpectrum(FitEndCallback):
         if every_n_epochs is not None:
             _check_int("every_n_epochs", every_n_epochs, 1)
         self.every_n_epochs = every_n_epochs
-        self.num_probes = _check_int("num_probes", num_probes, 1)
-        if num_samples is not None:
-            _check_int("num_samples", num_samples, 1)
-        self.num_samples = num_samples
+        self.num_probes = _check_auto_int("num_probes", num_probes, "SLQ probes")
+        self.num_samples = _check_auto_int(
+            "num_samples", num_samples, "training samples", allow_none=True
+        )
         self.top_k = _check_int("top_k", top_k, 0)
         self.trace_probes = _check_int("trace_probes", trace_probes, 0)
+        if self.trace_probes == 1:
+            raise ValueError(
+                "trace_probes must be 0 (the trace from the SLQ probes) or >= 2 (a separate "
+                "Hutchinson run, whose standard error needs two probes), got 1"
+            )
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: choose one of {sorted(BACKENDS)}")
         self.backend = backend
@@ -216,7 +251,13 @@ class HessianSpectrum(FitEndCallback):
         self.memory_budget_gb = check_memory_budget(memory_budget_gb)
 
         self.spectrum: Spectrum | None = None
+        self.sample_error: SampleError | None = None
+        self.samples_used: int | None = None
+        self.dataset_size: int | None = None
+        self.timings: dict[str, float] = {}
+        self.exhausted: tuple[str, ...] = ()
         self.top_eigenvalues: Tensor | None = None
+        self.top_eigenvalue_errors: Tensor | None = None
         self.trace: float | None = None
         self.trace_stderr: float | None = None
         self.num_params: int | None = None
@@ -234,21 +275,42 @@ class HessianSpectrum(FitEndCallback):
 
     # -- computation ------------------------------------------------------------------------
 
-    def build_operator(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> HessianOperator:
-        """The Hessian operator over this callback's fixed sample (see the class docstring).
-
-        Other callbacks use it to work on exactly the same curvature (e.g. ``PruningLimit``'s
-        zero-curvature rows). Must be called on every rank under DDP.
-        """
-        loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
+    def _draw(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, num_samples: int | None
+    ) -> FixedBatches:
+        """The nested seeded sample of ``num_samples`` (None: all), in memory-sized batches."""
         fixed = collect_batches(
             trainer,
             pl_module,
-            num_samples=token_num_samples(trainer, self.num_samples, "train"),
+            num_samples=token_num_samples(trainer, num_samples, "train"),
             seed=self.seed,
             batch_to_xy=resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer),
             augment=self.augment,
         )
+        if not fixed.batches:
+            return fixed
+        budget = self.memory_budget_gb
+        if budget is None:
+            budget = default_memory_budget(_module_device(pl_module))
+        share = (
+            CURVATURE_BATCH_BYTES
+            if budget is None
+            else min(budget * GIB / 4, CURVATURE_BATCH_BYTES)
+        )
+        vectors = self.num_probes if isinstance(self.num_probes, int) else 1
+        size = curvature_batch_size(
+            pl_module,
+            fixed.batches[0],
+            budget_bytes=max(int(share), 1),
+            num_vectors=vectors,
+            most=max(fixed.num_samples, 1),
+        )
+        return fixed.rebatched(max(size, max(len(y) for _, y in fixed.batches)))
+
+    def _operator(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, fixed: FixedBatches
+    ) -> HessianOperator:
+        loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
         with eager():
             op = HessianOperator(
                 pl_module, loss_fn, fixed.batches, params=self.params, backend=self.backend
@@ -261,81 +323,119 @@ class HessianSpectrum(FitEndCallback):
             )
         return op
 
-    def compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Spectrum:
-        """Run SLQ, the top eigenvalues and the trace now; store, log and plot the results.
+    def build_operator(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> HessianOperator:
+        """The Hessian operator over the sample of the last spectrum (see the class docstring).
 
-        Must be called on every rank under DDP (the Hessian products are all-reduced).
+        Other callbacks use it to work on exactly the same curvature (e.g. ``PruningLimit``'s
+        zero-curvature rows); before any spectrum, the sample ``num_samples`` asks for (all
+        samples for ``"auto"``). Must be called on every rank under DDP.
+        """
+        size = self.samples_used
+        if size is None and isinstance(self.num_samples, int):
+            size = self.num_samples
+        if size is not None and self.dataset_size is not None and size >= self.dataset_size:
+            size = None
+        return self._operator(trainer, pl_module, self._draw(trainer, pl_module, size))
+
+    def compute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Spectrum:
+        """Run SLQ (its steps, probes and samples sized for ``tolerance``) now; store, log, plot.
+
+        The top eigenvalues and the trace come from the same run unless ``top_iters`` or
+        ``trace_probes`` ask for separate ones. Must be called on every rank under DDP (the
+        Hessian products are all-reduced).
 
         Returns:
             The spectrum (also kept as ``self.spectrum``).
         """
-        num_probes, top_k = self.num_probes, self.top_k
-        trace_probes, top_iters = self.trace_probes, self.top_iters
-        stop = None if trainer.fast_dev_run else self._stop_rule(trainer, pl_module)
-        num_iters = self.num_iters
-        if num_iters == "auto":
-            num_iters = self.max_iters if stop is not None else AUTO_FALLBACK_ITERS
+        num_iters, num_probes, num_samples = self.num_iters, self.num_probes, self.num_samples
+        top_k, trace_probes, top_iters = self.top_k, self.trace_probes, self.top_iters
+        target = None if trainer.fast_dev_run else self._limit_target(trainer, pl_module)
+        if num_iters == "auto" and target is None and not trainer.fast_dev_run:
+            rank_zero_info(
+                f"HessianSpectrum(num_iters='auto') without a PruningLimit in the Trainer: no "
+                f"prediction to size the run for, running {AUTO_FALLBACK_ITERS} Lanczos steps"
+            )
+        dataset_size = known_num_samples(trainer, "train")
         if trainer.fast_dev_run:  # check the wiring at a token size
-            num_iters, num_probes = min(num_iters, FAST_DEV_RUN_ITERS), 1
+            num_iters, num_probes, num_samples, dataset_size = FAST_DEV_RUN_ITERS, 1, None, None
             top_k = min(top_k, 1)
-            top_iters = FAST_DEV_RUN_ITERS
+            top_iters = FAST_DEV_RUN_ITERS if top_iters is not None else None
             trace_probes = min(trace_probes, 2)
+
+        def stage_of(description: str, total: int) -> Any:
+            return stage(trainer, total, description)
+
         with torch.inference_mode(False), torch.enable_grad(), eager():
-            op = self.build_operator(trainer, pl_module)
-            num_iters = min(num_iters, op.dim)
-            total = num_iters * num_probes
-            with stage(trainer, total, "Hessian spectrum (Lanczos)") as progress:
-                spectrum = stochastic_lanczos_quadrature(
-                    op,
-                    num_iters=num_iters,
-                    num_probes=num_probes,
-                    seed=self.seed,
-                    progress=progress,
-                    stop=stop,
-                    memory_budget_gb=self.memory_budget_gb,
-                )
-            top = torch.empty(0, dtype=torch.float64)
+            estimate = estimate_spectrum(
+                lambda size: self._draw(trainer, pl_module, size),
+                lambda fixed: self._operator(trainer, pl_module, fixed),
+                dataset_size=dataset_size,
+                target=target,
+                tolerance=self.tolerance,
+                num_samples=num_samples,
+                num_probes=num_probes,
+                num_iters=num_iters,
+                max_iters=self.max_iters,
+                fallback_iters=AUTO_FALLBACK_ITERS,
+                seed=self.seed,
+                memory_budget_gb=self.memory_budget_gb,
+                stage=stage_of,
+            )
+            spectrum = estimate.spectrum
+            timings = dict(estimate.timings)
+            op: HessianOperator | None = None
+            top = errors = torch.empty(0, dtype=torch.float64)
             if top_k:
-                k = min(top_k, op.dim)
-                budget = top_iters or default_top_eigenvalue_iters(k, op.dim)
-                budget = min(max(budget, k), op.dim)
-                with stage(trainer, budget, "Hessian top eigenvalues") as progress:
-                    counted = ProgressOperator(op, progress, budget)
-                    top = top_eigenvalues(counted, k=k, num_iters=budget, seed=self.seed)
-                top = top.detach().to(device="cpu", dtype=torch.float64)
-            trace = stderr = None
+                started = time.perf_counter()
+                if top_iters is None:
+                    top, errors = ritz_top_eigenvalues(spectrum, top_k)
+                else:
+                    assert estimate.fixed is not None
+                    op = self._operator(trainer, pl_module, estimate.fixed)
+                    k = min(top_k, op.dim)
+                    budget = min(max(top_iters, k), op.dim)
+                    with stage(trainer, budget, "Hessian top eigenvalues") as progress:
+                        counted = ProgressOperator(op, progress, budget)
+                        top = top_eigenvalues(counted, k=k, num_iters=budget, seed=self.seed)
+                    top = top.detach().to(device="cpu", dtype=torch.float64)
+                    errors = torch.full_like(top, float("nan"))
+                timings["top_eigenvalues"] = time.perf_counter() - started
+            started = time.perf_counter()
             if trace_probes:
+                if op is None:
+                    assert estimate.fixed is not None
+                    op = self._operator(trainer, pl_module, estimate.fixed)
                 with stage(trainer, trace_probes, "Hessian trace") as progress:
                     counted = ProgressOperator(op, progress, trace_probes)
-                    estimate, error = hutchinson_trace(
+                    trace, stderr = hutchinson_trace(
                         counted, num_probes=trace_probes, seed=self.seed
                     )
-                trace, stderr = float(estimate), float(error)
-            num_params, param_names = op.dim, list(op.param_names)
-        del op  # releases the sample
+            else:
+                trace, stderr = spectrum_trace(spectrum)
+            timings["trace"] = time.perf_counter() - started
+            del op
         self.spectrum = spectrum
-        self.top_eigenvalues = top
-        self.trace, self.trace_stderr = trace, stderr
-        self.num_params = num_params
-        self.param_names = param_names
+        self.sample_error = estimate.sample_error
+        self.samples_used = estimate.num_samples
+        self.dataset_size = estimate.dataset_size
+        self.timings = timings
+        self.exhausted = estimate.exhausted
+        self.top_eigenvalues, self.top_eigenvalue_errors = top, errors
+        self.trace, self.trace_stderr = float(trace), float(stderr)
+        self.num_params = spectrum.dim
+        self.param_names = [name for name, _ in select_parameters(pl_module, self.params)]
         self._mark_computed(trainer)
         self._report(trainer)
         return spectrum
 
-    def _stop_rule(
+    def _limit_target(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> Callable[[Spectrum], bool] | None:
-        """``num_iters="auto"``: the stop rule of the Trainer's ``PruningLimit``, if any."""
-        if self.num_iters != "auto":
-            return None
-        for callback in trainer.callbacks:
-            rule = getattr(callback, "lanczos_stop_rule", None)
-            if callable(rule) and callback is not self:
-                return rule(trainer, pl_module, self.tolerance)
-        rank_zero_info(
-            f"HessianSpectrum(num_iters='auto') without a PruningLimit in the Trainer: no "
-            f"prediction to size the run for, running {AUTO_FALLBACK_ITERS} Lanczos steps"
-        )
+    ) -> LimitTarget | None:
+        """The prediction the spectrum is for: from the Trainer's ``PruningLimit``, if any."""
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]
+            make = getattr(callback, "limit_target", None)
+            if callable(make) and callback is not self:
+                return make(trainer, pl_module)
         return None
 
     def is_trajectory_epoch(self, trainer: pl.Trainer) -> bool:
@@ -399,9 +499,17 @@ class HessianSpectrum(FitEndCallback):
             values["hessian/trace_stderr"] = float(self.trace_stderr or 0.0)
         values["hessian/min_ritz"] = self.spectrum.min_node
         values["hessian/max_ritz"] = self.spectrum.max_node
+        if self.top_eigenvalue_errors is not None:
+            for i, value in enumerate(self.top_eigenvalue_errors.tolist(), start=1):
+                if math.isfinite(value):
+                    values[f"hessian/top_eig_{i}_bound"] = float(value)
         values["hessian/num_params"] = float(self.num_params or self.spectrum.dim)
         values["hessian/num_iters"] = float(self.spectrum.num_iters)
         values["hessian/num_probes"] = float(self.spectrum.num_probes)
+        if self.samples_used is not None:
+            values["hessian/num_samples"] = float(self.samples_used)
+        for name, seconds in self.timings.items():
+            values[f"hessian/time_{name}"] = float(seconds)
         values["hessian/deflated_fraction"] = self.spectrum.deflated_fraction
         return values
 
@@ -439,10 +547,18 @@ class HessianSpectrum(FitEndCallback):
             "top_eigenvalues": None
             if self.top_eigenvalues is None
             else [float(x) for x in self.top_eigenvalues.tolist()],
+            "top_eigenvalue_errors": None
+            if self.top_eigenvalue_errors is None
+            else [float(x) for x in self.top_eigenvalue_errors.tolist()],
             "trace": self.trace,
             "trace_stderr": self.trace_stderr,
             "num_params": self.num_params,
             "param_names": self.param_names,
+            "sample_error": None if self.sample_error is None else self.sample_error.to_dict(),
+            "samples_used": self.samples_used,
+            "dataset_size": self.dataset_size,
+            "timings": dict(self.timings),
+            "exhausted": list(self.exhausted),
             **self._point_state(),
         }
 
@@ -452,6 +568,17 @@ class HessianSpectrum(FitEndCallback):
         self.spectrum = None if spectrum is None else Spectrum.from_dict(spectrum)
         top = state_dict.get("top_eigenvalues")
         self.top_eigenvalues = None if top is None else torch.tensor(top, dtype=torch.float64)
+        errors = state_dict.get("top_eigenvalue_errors")
+        self.top_eigenvalue_errors = (
+            None if errors is None else torch.tensor(errors, dtype=torch.float64)
+        )
+        error = state_dict.get("sample_error")
+        self.sample_error = None if error is None else SampleError.from_dict(error)
+        used, size = state_dict.get("samples_used"), state_dict.get("dataset_size")
+        self.samples_used = None if used is None else int(used)
+        self.dataset_size = None if size is None else int(size)
+        self.timings = {str(k): float(v) for k, v in (state_dict.get("timings") or {}).items()}
+        self.exhausted = tuple(str(x) for x in state_dict.get("exhausted") or ())
         trace, stderr = state_dict.get("trace"), state_dict.get("trace_stderr")
         self.trace = None if trace is None else float(trace)
         self.trace_stderr = None if stderr is None else float(stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,11 +42,12 @@ from lightning_prunelimit.limit import (
     DEFAULT_ZERO_ROW_TOLERANCE,
     NEGATIVE_MODES,
     LimitPrediction,
+    LimitTarget,
     ZeroCurvature,
     check_epsilon,
-    interval_stop,
     predict_pruning_limit,
     resolve_epsilon,
+    with_sample_error,
     zero_curvature_fraction,
 )
 from lightning_prunelimit.plotting import plot_limit_trajectory, plot_pruning_limit
@@ -141,10 +143,10 @@ class PruningLimit(FitEndCallback):
 
     def __init__(
         self,
+        *,
         epsilon: float | str = "batch_loss_std",
         zero_curvature: bool = False,
         negative: str = "abs",
-        *,
         epsilon_batch_size: int = DEFAULT_EPSILON_BATCH_SIZE,
         num_quantiles: int = 100,
         zero_tolerance: float = DEFAULT_ZERO_ROW_TOLERANCE,
@@ -189,6 +191,7 @@ class PruningLimit(FitEndCallback):
         self.trajectory: list[dict[str, Any]] = []
         self._epsilon_batch_size = 0
         self._epsilon_at: tuple[tuple[int, int], float, int] | None = None
+        self.timings: dict[str, float] = {}
 
     @property
     def state_key(self) -> str:
@@ -213,14 +216,16 @@ class PruningLimit(FitEndCallback):
         point = training_point(trainer, self._fit_index)
         if self._epsilon_at is not None and self._epsilon_at[0] == point:
             return self._epsilon_at[1], self._epsilon_at[2]
-        fixed = collect_batches(
+        started = time.perf_counter()
+        fixed = collect_batches(  # every training sample: forward passes only, cheap
             trainer,
             pl_module,
-            num_samples=token_num_samples(trainer, spectrum.num_samples, "train"),
+            num_samples=token_num_samples(trainer, None, "train"),
             seed=spectrum.seed,
             batch_to_xy=resolve_batch_to_xy(spectrum.batch_to_xy, pl_module, trainer),
             augment=spectrum.augment,
             shard=False,
+            to_device=False,
         )
         loss_fn = resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
         batch_size = self.epsilon_batch_size
@@ -232,22 +237,29 @@ class PruningLimit(FitEndCallback):
                 self.epsilon, pl_module, loss_fn, fixed.batches, batch_size=batch_size
             )
         self._epsilon_at = (point, value, batch_size)
+        self.timings["epsilon"] = time.perf_counter() - started
         return value, batch_size
 
-    def lanczos_stop_rule(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, tolerance: float
-    ) -> Callable[[Spectrum], bool]:
-        """The stop rule ``HessianSpectrum(num_iters="auto")`` runs Lanczos with.
+    def limit_target(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LimitTarget:
+        """What the ``HessianSpectrum`` sizes its run for: this prediction's weights and epsilon.
 
-        True once the quadrature part of this prediction's interval is at most ``tolerance``
-        wide (``lightning_prunelimit.limit.interval_stop``, on this callback's weights and
-        epsilon). Must be called on every rank under DDP.
+        Must be called on every rank under DDP.
         """
         spectrum_callback = self._spectrum_callback(trainer)
         entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         epsilon, _ = self._epsilon(trainer, pl_module, spectrum_callback)
         weights = [effective_parameter(module, name).detach() for _, module, name in entries]
-        return interval_stop(weights, epsilon, tolerance=tolerance, negative=self.negative)
+        return LimitTarget(weights, epsilon, self.negative)
+
+    def lanczos_stop_rule(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, tolerance: float
+    ) -> Callable[[Spectrum], bool]:
+        """A Lanczos stop rule: True once the quadrature part of the interval is narrow enough.
+
+        At most ``tolerance`` wide (``lightning_prunelimit.limit.interval_stop``, on this
+        callback's weights and epsilon). Must be called on every rank under DDP.
+        """
+        return self.limit_target(trainer, pl_module).stop_rule(tolerance)
 
     def _zero_curvature(
         self,
@@ -292,7 +304,10 @@ class PruningLimit(FitEndCallback):
         # Flat directions once: the spectrum counts its exactly-zero rows itself (deflated),
         # and the rest of the flat mass is inside its quadrature; the sampled estimate is only
         # reported.
-        self.prediction = predict_pruning_limit(spectrum, weights, epsilon, negative=self.negative)
+        started = time.perf_counter()
+        prediction = predict_pruning_limit(spectrum, weights, epsilon, negative=self.negative)
+        self.prediction = with_sample_error(prediction, spectrum_callback.sample_error)
+        self.timings["prediction"] = time.perf_counter() - started
         self._epsilon_batch_size = batch_size
         self._mark_computed(trainer)
         self._record_trajectory(trainer)
@@ -318,17 +333,36 @@ class PruningLimit(FitEndCallback):
 
     def _warn_if_too_wide(self, trainer: pl.Trainer, spectrum_callback: HessianSpectrum) -> None:
         p = self.prediction
-        if p is None or p.quadrature_sparsity_interval is None or trainer.fast_dev_run:
+        if p is None or p.sparsity_interval is None or trainer.fast_dev_run:
             return
-        low, high = p.quadrature_sparsity_interval
-        if high - low > spectrum_callback.tolerance:
-            steps = "num_iters='auto'" if spectrum_callback.num_iters != "auto" else "max_iters"
-            rank_zero_warn(
-                f"the predicted sparsity {p.sparsity:.4f} is uncertain by the Lanczos run's "
-                f"quadrature alone: [{low:.4f}, {high:.4f}] is {high - low:.4f} wide, more than "
-                f"HessianSpectrum's tolerance {spectrum_callback.tolerance}. Give the spectrum "
-                f"more steps: HessianSpectrum({steps}=...) (or a larger num_iters)"
+        low, high = p.sparsity_interval
+        tolerance = spectrum_callback.tolerance
+        if high - low <= tolerance * (1 + 1e-9):
+            return
+        spent = spectrum_callback.spectrum
+        fixed = [
+            f"{name}={value}"
+            for name, value in (
+                ("num_iters", spectrum_callback.num_iters),
+                ("num_probes", spectrum_callback.num_probes),
+                ("num_samples", spectrum_callback.num_samples),
             )
+            if value != "auto"
+        ]
+        ran_out = list(spectrum_callback.exhausted) + fixed
+        budget = ", ".join(ran_out) if ran_out else "the training data"
+        used = (
+            f"{spent.num_iters} Lanczos steps, {spent.num_probes} probe(s), "
+            f"{spectrum_callback.samples_used} samples"
+            if spent is not None
+            else "the spectrum"
+        )
+        rank_zero_warn(
+            f"the predicted sparsity {p.sparsity:.4f} has the interval [{low:.4f}, {high:.4f}], "
+            f"{high - low:.4f} wide, more than HessianSpectrum(tolerance={tolerance}): the "
+            f"budget ran out ({budget}) after {used}. Raise that budget (e.g. max_iters, "
+            "num_probes, num_samples), or accept a wider tolerance"
+        )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """At the ``HessianSpectrum``'s ``every_n_epochs`` points: predict (a trajectory)."""
@@ -360,14 +394,12 @@ class PruningLimit(FitEndCallback):
         _check_covered(names, pl_module, entries)
         resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
         if self.epsilon == "batch_loss_std" and not trainer.fast_dev_run:
-            counts = [known_num_samples(trainer, "train"), spectrum.num_samples]
-            known = [count for count in counts if count is not None]
-            if known and min(known) <= self.epsilon_batch_size:
+            known = known_num_samples(trainer, "train")
+            if known is not None and known <= self.epsilon_batch_size:
                 raise ValueError(
                     f"PruningLimit(epsilon='batch_loss_std') spreads batches of "
-                    f"epsilon_batch_size={self.epsilon_batch_size} samples, but its sample holds "
-                    f"only {min(known)} (training data or HessianSpectrum(num_samples=...)): "
-                    "lower epsilon_batch_size, or give it more samples"
+                    f"epsilon_batch_size={self.epsilon_batch_size} samples, but the training "
+                    f"data holds only {known}: lower epsilon_batch_size, or give it more samples"
                 )
 
     # -- reporting --------------------------------------------------------------------------
@@ -392,8 +424,13 @@ class PruningLimit(FitEndCallback):
         if p.sparsity_interval is not None:
             values["prune_limit/sparsity_lo"] = p.sparsity_interval[0]
             values["prune_limit/sparsity_hi"] = p.sparsity_interval[1]
+        if p.sample_sparsity_interval is not None:
+            values["prune_limit/sample_lo"] = p.sample_sparsity_interval[0]
+            values["prune_limit/sample_hi"] = p.sample_sparsity_interval[1]
         if self._epsilon_batch_size:
             values["prune_limit/epsilon_batch_size"] = float(self._epsilon_batch_size)
+        for name, seconds in self.timings.items():
+            values[f"prune_limit/time_{name}"] = float(seconds)
         if self.zero_curvature_estimate is not None:
             values["prune_limit/zero_fraction_sampled"] = self.zero_curvature_estimate.fraction
         return values
@@ -460,6 +497,7 @@ class PruningLimit(FitEndCallback):
             else self.zero_curvature_estimate.to_dict(),
             "trajectory": [dict(row) for row in self.trajectory],
             "epsilon_batch_size": self._epsilon_batch_size,
+            "timings": dict(self.timings),
             **self._point_state(),
         }
 
@@ -472,6 +510,7 @@ class PruningLimit(FitEndCallback):
         self.trajectory = [dict(row) for row in state_dict.get("trajectory") or []]
         self._epsilon_at = None
         self._epsilon_batch_size = int(state_dict.get("epsilon_batch_size") or 0)
+        self.timings = {str(k): float(v) for k, v in (state_dict.get("timings") or {}).items()}
         self._load_point_state(state_dict)
 
 
