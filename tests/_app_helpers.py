@@ -18,14 +18,15 @@ from lightning_prunelimit.app import config_dir
 
 CONF = config_dir()
 
-# Overrides that shrink the default job to a few seconds: 3 epochs, 8 Lanczos steps on 512
-# samples, a 5-point sweep with 2 refinement steps, one fine-tuning epoch, no progress bars.
+# Overrides that shrink the default job to a few seconds: 3 epochs, 8 Lanczos steps of one probe
+# on 512 samples, a 5-point sweep with 2 refinement steps, one fine-tuning epoch, no progress bars.
 FAST_JOB = (
     "trainer.max_epochs=3",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "callbacks.hessian_spectrum.num_iters=8",
     "callbacks.hessian_spectrum.num_samples=512",
+    "callbacks.hessian_spectrum.num_probes=1",
     "callbacks.hessian_spectrum.top_k=2",
     "callbacks.hessian_spectrum.trace_probes=4",
     "callbacks.sparsity_sweep.sparsities=[0.25,0.5,0.75,0.9]",

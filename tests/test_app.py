@@ -76,7 +76,10 @@ def test_report_has_every_stage(default_job: dict[str, Any]) -> None:
     assert len(curve["accuracies"]) == len(curve["sparsities"])
     assert data["pruned"]["sparsity"] == pytest.approx(prediction["sparsity"], abs=1e-4)
     spectrum = data["spectrum"]
-    assert spectrum["num_iters"] == 8 and spectrum["num_probes"] == 4
+    assert spectrum["num_iters"] == 8 and spectrum["num_probes"] == 1
+    assert spectrum["num_samples"] == 512 and spectrum["dataset_size"] > 512
+    assert spectrum["sample_error"]["num_samples"] == 512  # a sub-sample: its error is measured
+    assert {"sample", "zero_rows", "lanczos", "sample_error"} <= set(spectrum["stage_seconds"])
     assert spectrum["num_parameters"] == 15_210  # weights and biases of 40-100-100-10
     assert len(spectrum["top_eigenvalues"]) == 2
     assert spectrum["top_eigenvalues"][0] >= spectrum["top_eigenvalues"][1]

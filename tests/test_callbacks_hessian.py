@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from _lightning_helpers import (
@@ -248,3 +249,34 @@ def test_a_memory_budget_gives_the_unbudgeted_spectrum(tmp_path):
     torch.testing.assert_close(callback.spectrum.weights, free.weights, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="Raise memory_budget_gb"):
         stochastic_lanczos_quadrature(op, num_iters=8, memory_budget_gb=1e-7)
+
+
+class _CountSteps(pl.Callback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_train_batch_start(self, *args: object) -> None:
+        self.steps += 1
+
+
+def test_a_plan_that_cannot_fit_memory_is_refused_before_training(tmp_path):
+    counter = _CountSteps()
+    callback = HessianSpectrum(num_iters=8, memory_budget_gb=1e-7)  # 107 bytes
+    trainer = make_trainer(tmp_path, [callback, counter], max_epochs=1, logger=False)
+    with pytest.raises(ValueError, match="HessianSpectrum cannot run within its memory.*Raise"):
+        trainer.fit(TinyClassifier(hidden=8), DigitsDataModule(num_train=64, batch_size=32))
+    assert counter.steps == 0
+
+
+def test_a_basis_file_larger_than_the_free_disk_is_refused_before_training(tmp_path, monkeypatch):
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    counter = _CountSteps()
+    # 2.7e-4 GiB: one probe's basis does not fit the budget, so it would go to a file
+    callback = HessianSpectrum(num_iters=600, memory_budget_gb=2.7e-4)
+    trainer = make_trainer(tmp_path, [callback, counter], max_epochs=1, logger=False)
+    with pytest.raises(ValueError, match="temporary file.*TMPDIR"):
+        trainer.fit(TinyClassifier(hidden=8), DigitsDataModule(num_train=64, batch_size=32))
+    assert counter.steps == 0

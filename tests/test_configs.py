@@ -170,10 +170,11 @@ def test_paper_experiments_use_the_reference_hyperparameters(name: str, tmp_path
     assert cfg.trainer.max_epochs == 200 and scheduler.max_epochs == 200
     assert cfg.finetune_epochs == 20
     assert cfg.trainer.accelerator == "gpu"
-    # the paper's 128 steps become adaptive steps (at most 256) with one probe
+    # the paper's 128 steps of one probe become steps, probes and samples sized for the tolerance
     assert cfg.callbacks.hessian_spectrum.num_iters == lanczos == "auto"
     assert cfg.callbacks.hessian_spectrum.max_iters == 256
-    assert cfg.callbacks.hessian_spectrum.num_probes == 1
+    assert cfg.callbacks.hessian_spectrum.num_probes == "auto"
+    assert cfg.callbacks.hessian_spectrum.num_samples == "auto"
     # the reference's L1 term covers BatchNorm's gamma and beta as well (models with BatchNorm)
     has_batch_norm = name.startswith(("vgg16", "resnet"))
     assert cfg.callbacks.l1_regularization.include_norm_layers is has_batch_norm

@@ -354,6 +354,12 @@ def _read_callback_results(
                 "num_parameters": int(callback.num_params or spectrum.dim),
                 "num_iters": int(spectrum.num_iters),
                 "num_probes": int(spectrum.num_probes),
+                "num_samples": callback.samples_used,
+                "dataset_size": callback.dataset_size,
+                "sample_error": None
+                if callback.sample_error is None
+                else callback.sample_error.to_dict(),
+                "stage_seconds": dict(callback.timings),
                 "ritz": spectrum.to_dict(),
             }
         elif isinstance(callback, PruningLimit) and callback.prediction is not None:
@@ -364,6 +370,7 @@ def _read_callback_results(
                 "sparsity_lo": None if interval is None else float(interval[0]),
                 "sparsity_hi": None if interval is None else float(interval[1]),
                 "epsilon_batch_size": callback.metrics().get("prune_limit/epsilon_batch_size"),
+                "stage_seconds": dict(callback.timings),
                 "trajectory": [dict(row) for row in callback.trajectory],
             }
         elif isinstance(callback, SparsitySweep) and callback.result is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -51,7 +53,12 @@ from lightning_prunelimit.curvature import (
     top_eigenvalues,
 )
 from lightning_prunelimit.curvature.hessian_operator import BACKENDS
-from lightning_prunelimit.curvature.memory_plan import GIB, check_memory_budget
+from lightning_prunelimit.curvature.memory_plan import (
+    GIB,
+    check_memory_budget,
+    format_bytes,
+    plan_lanczos_memory,
+)
 from lightning_prunelimit.curvature.parameter_selection import ParameterSelection
 from lightning_prunelimit.limit import (
     DEFAULT_TOLERANCE,
@@ -475,9 +482,42 @@ class HessianSpectrum(FitEndCallback):
         loss_fn = resolve_loss_fn(self.loss_fn, pl_module, trainer)
         batch_to_xy = resolve_batch_to_xy(self.batch_to_xy, pl_module, trainer)
         check_curvature_parameters("HessianSpectrum", pl_module, self.params)
+        if not trainer.fast_dev_run:
+            self._check_memory_plan(pl_module)
         check_forward(
             "HessianSpectrum", trainer, pl_module, loss_fn, batch_to_xy, augment=self.augment
         )
+
+    def _check_memory_plan(self, pl_module: pl.LightningModule) -> None:
+        """Refuse, before training, a Lanczos run that cannot fit the memory budget or the disk."""
+        selected = select_parameters(pl_module, self.params)
+        if not selected:
+            return
+        first = selected[0][1]
+        dim = sum(p.numel() for _, p in selected)
+        steps = self.max_iters if self.num_iters == "auto" else int(self.num_iters)
+        probes = self.num_probes if isinstance(self.num_probes, int) else 1
+        budget = self.memory_budget_gb
+        if budget is None:
+            budget = default_memory_budget(first.device)
+        try:
+            plan = plan_lanczos_memory(
+                dim, steps, probes, dtype=first.dtype, device=first.device, budget_gb=budget
+            )
+        except ValueError as error:
+            raise ValueError(f"HessianSpectrum cannot run within its memory: {error}") from error
+        if plan.basis_storage == "disk":
+            folder = tempfile.gettempdir()
+            free = shutil.disk_usage(folder).free
+            if plan.offloaded_bytes > free:
+                raise ValueError(
+                    f"HessianSpectrum's Lanczos basis ({format_bytes(plan.offloaded_bytes)}: "
+                    f"{min(steps, dim)} steps of {dim:,} parameters) does not fit the memory "
+                    f"budget ({format_bytes(plan.budget_bytes or 0)}) and would go to a "
+                    f"temporary file in {folder}, which has {format_bytes(free)} free: lower "
+                    "max_iters (or num_iters), give more memory (memory_budget_gb), or point "
+                    "TMPDIR at a larger disk"
+                )
 
     # -- reporting --------------------------------------------------------------------------
 
