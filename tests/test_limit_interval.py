@@ -178,7 +178,8 @@ def test_prediction_without_coefficients_has_no_interval_and_round_trips() -> No
     )
     again = LimitPrediction.from_dict(json.loads(json.dumps(p.to_dict())))
     assert again == p
-    assert again.interval_width == pytest.approx(p.sparsity_interval[1] - p.sparsity_interval[0])
+    low, high = p.sparsity_interval
+    assert again.sparsity_interval_length == pytest.approx(high - low)
 
 
 def test_interval_stop_checks_its_arguments() -> None:

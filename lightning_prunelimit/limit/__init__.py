@@ -31,13 +31,13 @@ from lightning_prunelimit.limit.epsilon import (
     check_epsilon,
     resolve_epsilon,
 )
+from lightning_prunelimit.limit.integrand import NEGATIVE_MODES
 from lightning_prunelimit.limit.prediction import (
     LimitPrediction,
     interval_stop,
     predict_pruning_limit,
 )
 from lightning_prunelimit.limit.sublevel_width import (
-    NEGATIVE_MODES,
     sublevel_width,
     sublevel_width_interval,
 )

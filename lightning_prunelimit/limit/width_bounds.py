@@ -39,15 +39,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
 
+from lightning_prunelimit.limit.integrand import curvature, mix_flat_fraction, width_integrand
+
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.curvature import Spectrum
 
-__all__ = ["DEFAULT_CONFIDENCE", "QuadratureRules", "quadrature_rules"]
+__all__ = ["DEFAULT_CONFIDENCE", "QuadratureRules", "WidthBounds", "quadrature_rules"]
 
 #: Standard deviations of the probe-sampling error added to the interval.
 DEFAULT_CONFIDENCE = 2.0
@@ -60,6 +62,28 @@ _WINDOW_RULES = 16
 
 #: A probe whose final residual is below this (relative to ||T||) ran to an invariant subspace.
 _EXACT_RESIDUAL = 1e-10
+
+
+class WidthBounds(NamedTuple):
+    """An SLQ estimate of a width and its bounds, each a tensor with one value per distance.
+
+    Attributes:
+        estimate: the mean over probes of the Gauss rules.
+        quadrature_low, quadrature_high: the bounds from the quadrature (truncation) error.
+        low, high: those bounds widened by the probes' sampling error.
+
+    Example:
+        >>> import torch
+        >>> b = WidthBounds(*(torch.tensor([v]) for v in (0.5, 0.4, 0.6, 0.3, 0.7)))
+        >>> round(float(b.high - b.low), 6), b.estimate.tolist()
+        (0.4, [0.5])
+    """
+
+    estimate: Tensor
+    quadrature_low: Tensor
+    quadrature_high: Tensor
+    low: Tensor
+    high: Tensor
 
 
 def _tridiagonal(alphas: Tensor, betas: Tensor, n: int) -> Tensor:
@@ -116,8 +140,8 @@ def _stieltjes(points: Tensor, weights: Tensor, steps: int) -> tuple[Tensor, Ten
 
 def _pad(rules: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     """Stack rules of different lengths: padded nodes repeat the last one with weight 0."""
-    width = max(int(nodes.numel()) for nodes, _ in rules)
-    nodes = torch.zeros(len(rules), width, dtype=torch.float64)
+    size = max(int(nodes.numel()) for nodes, _ in rules)
+    nodes = torch.zeros(len(rules), size, dtype=torch.float64)
     weights = torch.zeros_like(nodes)
     for i, (n, w) in enumerate(rules):
         nodes[i, : n.numel()] = n
@@ -162,15 +186,14 @@ class QuadratureRules:
     exact: Tensor
     probed_dim: int
 
-    def bounds(
+    def probed_bounds(
         self, distances: Tensor, epsilon: float, negative: str, confidence: float
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Point estimate and bounds of the probed part's ``(1/D) tr f``, one per distance.
+    ) -> WidthBounds:
+        """Estimate and bounds of the probed part's ``(1/D) tr f``, one per distance.
 
-        Returns ``(point, quadrature_low, quadrature_high, low, high)``: the mean over probes of
-        the Gauss rules, the truncation bracket, and that bracket widened by ``confidence``
-        standard deviations of the probe mean. All are ``(len(distances),)`` float64 tensors
-        clamped to ``[0, 1]``.
+        Returns the mean over probes of the Gauss rules, the truncation bracket, and that
+        bracket widened by ``confidence`` standard deviations of the probe mean. All are
+        ``(len(distances),)`` float64 tensors clamped to ``[0, 1]``.
 
         Example:
             >>> import torch
@@ -178,32 +201,30 @@ class QuadratureRules:
             >>> from lightning_prunelimit.curvature import stochastic_lanczos_quadrature as slq
             >>> op = DenseOperator(torch.diag(torch.linspace(0.0, 1.0, 50, dtype=torch.float64)))
             >>> rules = quadrature_rules(slq(op, 50, 2))  # exact quadrature: no truncation
-            >>> point, qlo, qhi, lo, hi = rules.bounds(torch.tensor([1.0]), 0.1, "abs", 2.0)
+            >>> point, qlo, qhi, lo, hi = rules.probed_bounds(torch.tensor([1.0]), 0.1, "abs", 2.0)
             >>> bool(qlo == point) and bool(qhi == point) and bool(lo < point < hi)
             True
         """
         squared = distances.reshape(-1, 1, 1).to(torch.float64).square()
-        two_eps = 2.0 * float(epsilon)
 
-        def rule(nodes: Tensor, weights: Tensor, flat: bool) -> Tensor:
-            curvature = nodes.clamp(min=0.0) if flat else nodes.abs()
-            terms = two_eps / (two_eps + squared.unsqueeze(-1) * curvature)
+        def rule(nodes: Tensor, weights: Tensor, mode: str) -> Tensor:
+            terms = width_integrand(curvature(nodes, mode), squared.unsqueeze(-1), epsilon)
             return (terms * weights).sum(dim=-1)
 
         flat = negative == "flat"
-        point = rule(self.gauss_nodes, self.gauss_weights, flat)  # (n, 1, P)
+        point = rule(self.gauss_nodes, self.gauss_weights, negative)  # (n, 1, P)
         point = point.squeeze(1)  # (n, P)
-        window = rule(self.window_nodes, self.window_weights, flat)  # (n, P, W)
+        window = rule(self.window_nodes, self.window_weights, negative)  # (n, P, W)
         gap = (window - point.unsqueeze(-1)).abs() * self.window_used
         spread = _OSCILLATION_FACTOR * gap.amax(dim=-1)
         estimated_low = point - spread
         estimated_high = point + spread
         # Rigorous bracket through x = l^2 (for "flat", f(max(l, 0)) >= f(|l|): lower only).
-        rigorous_low = rule(self.lower_nodes, self.lower_weights, False).squeeze(1)
+        rigorous_low = rule(self.lower_nodes, self.lower_weights, "abs").squeeze(1)
         rigorous_high = (
             torch.ones_like(point)
             if flat
-            else rule(self.upper_nodes, self.upper_weights, False).squeeze(1)
+            else rule(self.upper_nodes, self.upper_weights, "abs").squeeze(1)
         )
         low = torch.maximum(estimated_low, rigorous_low)
         high = torch.minimum(estimated_high, rigorous_high)
@@ -216,7 +237,7 @@ class QuadratureRules:
         num_probes = self.gauss_nodes.shape[0]
         variance = 2.0 * torch.minimum(high, 1.0 - low) / (self.probed_dim * num_probes)
         margin = float(confidence) * variance.clamp(min=0.0).sqrt()
-        return (
+        return WidthBounds(
             point,
             low,
             high,
@@ -224,15 +245,15 @@ class QuadratureRules:
             (high + margin).clamp(0.0, 1.0),
         )
 
-    def widths(
+    def width_bounds(
         self,
         distances: Tensor,
         epsilon: float,
         negative: str,
         confidence: float,
         flat_fraction: float = 0.0,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """:meth:`bounds` as bounds on the whole ``G(R)``: flat fraction added, ``G(0) = 1``.
+    ) -> WidthBounds:
+        """:meth:`probed_bounds` as bounds on the whole ``G(R)``: flat fraction, ``G(0) = 1``.
 
         ``G = z + (1 - z) * bound`` with ``z = flat_fraction``; evaluated in chunks of
         distances (the rules' tensors grow with each distance).
@@ -243,18 +264,19 @@ class QuadratureRules:
             >>> from lightning_prunelimit.curvature import stochastic_lanczos_quadrature as slq
             >>> op = DenseOperator(torch.diag(torch.linspace(0.0, 1.0, 50, dtype=torch.float64)))
             >>> rules = quadrature_rules(slq(op, 8, 2))
-            >>> rules.widths(torch.tensor([0.0, 2.0]), 0.1, "abs", 2.0)[3][0].item()
+            >>> rules.width_bounds(torch.tensor([0.0, 2.0]), 0.1, "abs", 2.0).low[0].item()
             1.0
         """
         flat = distances.reshape(-1).to(torch.float64)
         parts = [
-            self.bounds(flat[start : start + 64], epsilon, negative, confidence)
+            self.probed_bounds(flat[start : start + 64], epsilon, negative, confidence)
             for start in range(0, flat.numel(), 64)
         ]
-        z = float(flat_fraction)
-        return tuple(  # type: ignore[return-value]
-            torch.where(flat == 0, 1.0, z + (1.0 - z) * torch.cat([p[i] for p in parts]))
-            for i in range(5)
+        return WidthBounds(
+            *(
+                mix_flat_fraction(torch.cat([p[i] for p in parts]), flat_fraction, flat)
+                for i in range(len(WidthBounds._fields))
+            )
         )
 
 
@@ -306,12 +328,12 @@ def quadrature_rules(spectrum: Spectrum) -> QuadratureRules:
         else:  # no moments beyond the mass: f <= f(0) = 1
             upper.append((torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)))
     gauss_nodes, gauss_weights = _pad(gauss)
-    width = max(n.shape[1] for n, _ in window)
+    size = max(n.shape[1] for n, _ in window)
     window_nodes = torch.stack(
-        [torch.cat([n, n[:, -1:].expand(-1, width - n.shape[1])], dim=1) for n, _ in window]
+        [torch.cat([n, n[:, -1:].expand(-1, size - n.shape[1])], dim=1) for n, _ in window]
     )
     window_weights = torch.stack(
-        [torch.nn.functional.pad(w, (0, width - w.shape[1])) for _, w in window]
+        [torch.nn.functional.pad(w, (0, size - w.shape[1])) for _, w in window]
     )
     lower_nodes, lower_weights = _pad(lower)
     upper_nodes, upper_weights = _pad(upper)
