@@ -31,6 +31,7 @@ from lightning_prunelimit.limit.epsilon import (
     check_epsilon,
     resolve_epsilon,
 )
+from lightning_prunelimit.limit.integrand import NEGATIVE_MODES
 from lightning_prunelimit.limit.prediction import (
     LimitPrediction,
     interval_stop,
@@ -42,7 +43,6 @@ from lightning_prunelimit.limit.sample_error import (
     with_sample_error,
 )
 from lightning_prunelimit.limit.sublevel_width import (
-    NEGATIVE_MODES,
     sublevel_width,
     sublevel_width_interval,
 )

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 
 from lightning_prunelimit.limit.distances import removed_weight_norms
+from lightning_prunelimit.limit.integrand import check_negative
 from lightning_prunelimit.limit.sublevel_width import (
     _check_confidence,
     _check_epsilon,
-    _check_negative,
     _quadrature,
     flat_fraction,
     sublevel_width,
@@ -120,12 +120,12 @@ class LimitPrediction:
             )
 
     @property
-    def interval_width(self) -> float | None:
+    def sparsity_interval_length(self) -> float | None:
         """``hi - lo`` of ``sparsity_interval`` (None without an interval).
 
         Example:
             >>> LimitPrediction(0.5, 0.5, 1.0, 0.6, 0.1, 0.0, 4, 2, "abs", (0.0, 1.0), (2.0, 0.0),
-            ...     (0.2, 1.0), sparsity_interval=(0.25, 0.75)).interval_width
+            ...     (0.2, 1.0), sparsity_interval=(0.25, 0.75)).sparsity_interval_length
             0.5
         """
         if self.sparsity_interval is None:
@@ -280,7 +280,7 @@ def predict_pruning_limit(
         (0.4, 0.6, None)
     """
     eps = _check_epsilon(epsilon)
-    _check_negative(negative)
+    check_negative(negative)
     _quadrature(spectrum, negative)  # validates the spectrum once, before any other work
     z = flat_fraction(spectrum, zero_fraction)
     level = DEFAULT_CONFIDENCE if confidence is None else _check_confidence(confidence)
@@ -344,8 +344,11 @@ def _intervals(
 
     def bounds(num_kept: int) -> tuple[float, ...]:
         if num_kept not in cache:
-            widths = rules.widths(norms[total - num_kept].reshape(1), eps, negative, level, z)
-            cache[num_kept] = tuple(float(w[0]) for w in widths[1:])
+            found = rules.width_bounds(norms[total - num_kept].reshape(1), eps, negative, level, z)
+            cache[num_kept] = tuple(
+                float(b[0])
+                for b in (found.quadrature_low, found.quadrature_high, found.low, found.high)
+            )
         return cache[num_kept]
 
     ends = range(2) if quadrature_only else range(4)
@@ -363,9 +366,9 @@ def _intervals(
         confidence=level,
     )
     if curve_distances is not None:
-        _, _, _, low, high = rules.widths(curve_distances, eps, negative, level, z)
-        out["curve_widths_low"] = tuple(low.tolist())
-        out["curve_widths_high"] = tuple(high.tolist())
+        band = rules.width_bounds(curve_distances, eps, negative, level, z)
+        out["curve_widths_low"] = tuple(band.low.tolist())
+        out["curve_widths_high"] = tuple(band.high.tolist())
     return out
 
 
@@ -399,7 +402,7 @@ def interval_stop(
         True
     """
     eps = _check_epsilon(epsilon)
-    _check_negative(negative)
+    check_negative(negative)
     if (
         isinstance(tolerance, bool)
         or not isinstance(tolerance, (int, float))

@@ -27,15 +27,19 @@ import torch
 from torch import Tensor
 
 from lightning_prunelimit.limit.epsilon import check_epsilon
+from lightning_prunelimit.limit.integrand import (
+    NEGATIVE_MODES,
+    check_negative,
+    curvature,
+    mix_flat_fraction,
+    width_integrand,
+)
 from lightning_prunelimit.limit.width_bounds import DEFAULT_CONFIDENCE, quadrature_rules
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.curvature import Spectrum
 
 __all__ = ["NEGATIVE_MODES", "sublevel_width", "sublevel_width_interval"]
-
-#: How negative eigenvalues enter G: ``"abs"`` uses |l|, ``"flat"`` treats them as zero curvature.
-NEGATIVE_MODES: tuple[str, ...] = ("abs", "flat")
 
 # Bound on the number of (distance, node) pairs evaluated at once, to cap memory.
 _CHUNK_ELEMENTS = 1 << 22
@@ -63,15 +67,6 @@ def _check_zero_fraction(zero_fraction: float) -> float:
     return value
 
 
-def _check_negative(negative: str) -> str:
-    if negative not in NEGATIVE_MODES:
-        raise ValueError(
-            f"negative must be one of {NEGATIVE_MODES}, got {negative!r}: 'abs' uses |l| for "
-            "negative eigenvalues, 'flat' treats them as zero curvature"
-        )
-    return negative
-
-
 def _quadrature(spectrum: Spectrum, negative: str) -> tuple[Tensor, Tensor, Tensor]:
     """Curvatures and quadrature weights ``(num_probes, m)``, and each probe's weight sum."""
     nodes = getattr(spectrum, "nodes", None)
@@ -95,8 +90,7 @@ def _quadrature(spectrum: Spectrum, negative: str) -> tuple[Tensor, Tensor, Tens
     sums = weights.sum(dim=1)
     if bool((sums <= 0).any()):
         raise ValueError("every probe of the spectrum needs a positive total quadrature weight")
-    curvatures = nodes.abs() if negative == "abs" else nodes.clamp(min=0.0)
-    return curvatures, weights, sums
+    return curvature(nodes, negative), weights, sums
 
 
 def flat_fraction(spectrum: Spectrum, zero_fraction: float) -> float:
@@ -175,21 +169,20 @@ def sublevel_width(
         tensor([1.0000, 0.3750], dtype=torch.float64)
     """
     eps = _check_epsilon(epsilon)
-    _check_negative(negative)
+    check_negative(negative)
     curvatures, weights, sums = _quadrature(spectrum, negative)
     z = flat_fraction(spectrum, zero_fraction)
     distances = _as_distances(distance)
 
-    squared = distances.reshape(-1).square()
-    two_eps = 2.0 * eps
+    flat = distances.reshape(-1)
+    squared = flat.square()
     out = torch.empty_like(squared)
     step = max(1, _CHUNK_ELEMENTS // curvatures.numel())
     for start in range(0, squared.numel(), step):
         chunk = squared[start : start + step, None, None]
-        terms = two_eps / (two_eps + chunk * curvatures)  # (chunk, num_probes, m)
+        terms = width_integrand(curvatures, chunk, eps)  # (chunk, num_probes, m)
         out[start : start + step] = ((terms * weights).sum(dim=2) / sums).mean(dim=1)
-    out = torch.where(squared == 0, 1.0, out)
-    return (z + (1.0 - z) * out).reshape(distances.shape)
+    return mix_flat_fraction(out, z, flat).reshape(distances.shape)
 
 
 def sublevel_width_interval(
@@ -219,13 +212,13 @@ def sublevel_width_interval(
         True
     """
     eps = _check_epsilon(epsilon)
-    _check_negative(negative)
+    check_negative(negative)
     _quadrature(spectrum, negative)
     z = flat_fraction(spectrum, zero_fraction)
     level = DEFAULT_CONFIDENCE if confidence is None else _check_confidence(confidence)
     distances = _as_distances(distance)
-    _, _, _, low, high = quadrature_rules(spectrum).widths(distances, eps, negative, level, z)
-    return low.reshape(distances.shape), high.reshape(distances.shape)
+    bounds = quadrature_rules(spectrum).width_bounds(distances, eps, negative, level, z)
+    return bounds.low.reshape(distances.shape), bounds.high.reshape(distances.shape)
 
 
 def _check_confidence(confidence: float) -> float:
