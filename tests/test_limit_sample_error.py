@@ -1,0 +1,212 @@
+"""The sample's own error, against exact Hessians of the whole training data of small MLPs.
+
+A sub-sample's Hessian predicts, on average, a larger sparsity than the whole data's (the
+bias is one-sided), so an interval without the sample part misses the whole-data prediction
+systematically at small samples; with it, the interval covers it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_prunelimit.curvature import (
+    DenseOperator,
+    HessianOperator,
+    Spectrum,
+    sample_batches,
+)
+from lightning_prunelimit.limit import (
+    LimitTarget,
+    SampleError,
+    estimate_sample_error,
+    estimate_spectrum,
+    predict_pruning_limit,
+    resolve_epsilon,
+    with_sample_error,
+)
+
+NUM_TRAIN = 480
+
+
+def _dense(model: nn.Module, batches: list) -> torch.Tensor:
+    op = HessianOperator(model, nn.functional.cross_entropy, batches)
+    eye = torch.eye(op.dim, dtype=torch.float64)
+    h = torch.cat([op @ eye[i : i + 256] for i in range(0, op.dim, 256)])
+    return 0.5 * (h + h.T)
+
+
+def _exact_sparsity(h: torch.Tensor, target: LimitTarget) -> float:
+    values = torch.linalg.eigvalsh(h)
+    dim = values.numel()
+    spectrum = Spectrum(values[None], torch.full((1, dim), 1.0 / dim), dim)
+    return predict_pruning_limit(spectrum, target.weights, target.epsilon).sparsity
+
+
+@pytest.fixture(scope="module")
+def problem() -> dict:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x[:NUM_TRAIN] / 16.0, dtype=torch.float64)
+    y = torch.tensor(y[:NUM_TRAIN])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        for i in range(0, NUM_TRAIN, 48):
+            loss = nn.functional.cross_entropy(model(x[i : i + 48]), y[i : i + 48])
+            loss = loss + 1e-4 * (model[0].weight.abs().sum() + model[2].weight.abs().sum())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    eps = resolve_epsilon("batch_loss_std", model, nn.functional.cross_entropy, [(x, y)])
+    target = LimitTarget([model[0].weight, model[2].weight], eps)
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
+    exact = _exact_sparsity(_dense(model, [(x, y)]), target)
+    return {"model": model, "target": target, "loader": loader, "exact": exact}
+
+
+def _estimate(problem: dict, num_samples: int, seed: int):
+    model, target = problem["model"], problem["target"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return estimate_spectrum(
+            lambda n: sample_batches(problem["loader"], num_samples=n, seed=seed),
+            # the sample's Hessian as a dense matrix: exact products, fast Lanczos steps
+            lambda fixed: DenseOperator(_dense(model, fixed.batches)),
+            dataset_size=NUM_TRAIN,
+            target=target,
+            tolerance=0.03,
+            num_samples=num_samples,
+            num_probes=4,
+            max_iters=200,
+            seed=seed,
+        )
+
+
+def test_sub_sample_intervals_cover_the_whole_data_and_need_the_sample_part(problem):
+    exact, target = problem["exact"], problem["target"]
+    covered = without = overstated = total = 0
+    for num_samples in (48, 96, 192):
+        for seed in range(3):
+            estimate = _estimate(problem, num_samples, seed)
+            assert estimate.sample_error is not None
+            assert estimate.num_samples == num_samples
+            plain = target.predict(estimate.spectrum)
+            full = with_sample_error(plain, estimate.sample_error)
+            low, high = full.sparsity_interval
+            covered += low <= exact <= high
+            p_low, p_high = plain.sparsity_interval
+            without += p_low <= exact <= p_high
+            overstated += plain.sparsity > exact
+            total += 1
+    # the bias is one-sided: sub-samples overstate the whole data's sparsity
+    assert overstated >= total - 1
+    # the sample part is what makes the interval cover the whole data's prediction
+    assert covered >= 0.9 * total
+    assert without <= total - 3
+
+
+def test_the_sample_part_shrinks_as_the_sample_grows(problem):
+    widths = {}
+    for num_samples in (48, 192):
+        errors = [_estimate(problem, num_samples, seed).sample_error for seed in range(3)]
+        widths[num_samples] = sum(e.interval_width for e in errors) / len(errors)
+    assert widths[192] < widths[48]
+
+
+def test_auto_samples_grow_until_the_sample_part_fits(problem):
+    model, target = problem["model"], problem["target"]
+    drawn: list[int | None] = []
+
+    def draw(n):
+        drawn.append(n)
+        return sample_batches(problem["loader"], num_samples=n, seed=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate = estimate_spectrum(
+            draw,
+            lambda fixed: DenseOperator(_dense(model, fixed.batches)),
+            dataset_size=NUM_TRAIN,
+            target=target,
+            tolerance=0.02,
+            num_samples="auto",
+            num_probes=4,
+            max_iters=200,
+        )
+    # 480 samples: at most AUTO_ALL_SAMPLES, so "auto" takes the whole data at once
+    assert drawn == [None] and estimate.sample_error is None
+    assert estimate.num_samples == NUM_TRAIN
+
+
+def test_auto_samples_double_from_a_start_until_the_part_fits(problem, monkeypatch):
+    import lightning_prunelimit.limit.targeted_spectrum as targeted
+
+    monkeypatch.setattr(targeted, "AUTO_ALL_SAMPLES", 32)
+    monkeypatch.setattr(targeted, "AUTO_START_SAMPLES", 48)
+    model, target = problem["model"], problem["target"]
+    drawn: list[int | None] = []
+
+    def draw(n):
+        drawn.append(n)
+        return sample_batches(problem["loader"], num_samples=n, seed=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate = targeted.estimate_spectrum(
+            draw,
+            lambda fixed: DenseOperator(_dense(model, fixed.batches)),
+            dataset_size=NUM_TRAIN,
+            target=target,
+            tolerance=0.01,
+            num_samples="auto",
+            num_probes=4,
+            max_iters=200,
+        )
+    assert drawn[0] == 48 and len(drawn) >= 2
+    assert all(b is None or (a is not None and b == 2 * a) for a, b in zip(drawn, drawn[1:]))
+    last = estimate.sample_error
+    assert last is None or last.interval_width <= 0.25 * 0.01 or drawn[-1] is None
+
+
+def test_estimate_sample_error_reads_bias_and_spread_off_the_halves():
+    def rule(value: float) -> Spectrum:
+        return Spectrum(
+            torch.tensor([[value]]),
+            torch.tensor([[1.0]]),
+            dim=4,
+            alphas=torch.tensor([[value]]),
+            betas=torch.tensor([[0.0]]),
+            lengths=(1,),
+        )
+
+    error = estimate_sample_error(
+        lambda s: float(s.nodes[0, 0]),
+        rule(0.70),
+        (rule(0.76), rule(0.72)),
+        num_samples=100,
+        dataset_size=400,
+    )
+    assert error.bias == pytest.approx(0.04 * 0.75)
+    assert error.spread == pytest.approx(0.02 * 0.75**0.5)
+    assert error.low == pytest.approx(error.bias + 2 * error.spread)
+    assert SampleError.from_dict(error.to_dict()) == error
+    # halves below the whole: no bias is claimed, the spread still counts
+    flipped = estimate_sample_error(
+        lambda s: float(s.nodes[0, 0]),
+        rule(0.70),
+        (rule(0.66), rule(0.68)),
+        num_samples=100,
+        dataset_size=None,
+    )
+    assert flipped.bias == 0.0 and flipped.spread == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="dataset_size"):
+        estimate_sample_error(
+            lambda s: 0.5, rule(0.5), (rule(0.5), rule(0.5)), num_samples=10, dataset_size=5
+        )
