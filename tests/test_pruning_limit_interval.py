@@ -216,3 +216,13 @@ def test_agreement_of_two_intervals():
     assert interval_agreement((0.7, 0.8), (0.5, 0.6)).distance == pytest.approx(0.1)
     with pytest.raises(ValueError, match="lo <= hi"):
         interval_agreement((0.9, 0.8), (0.5, 0.6))
+
+
+def test_per_sample_losses_of_a_torch_loss_and_of_any_callable_agree():
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3).double()
+    batches = [(torch.randn(20, 5, dtype=torch.float64), torch.randint(0, 3, (20,)))]
+    fast = evaluate_samples(model, nn.CrossEntropyLoss(), batches).losses
+    vmapped = evaluate_samples(model, lambda o, t: loss_fn(o, t), batches).losses
+    torch.testing.assert_close(fast, vmapped, rtol=0, atol=1e-12)
+    assert fast.shape == (20,) and float(fast.std()) > 0

@@ -9,6 +9,7 @@ model evaluations.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -74,6 +75,11 @@ def _per_sample_losses(
 ) -> Tensor:
     """Each sample's loss, ``loss_fn`` applied to one sample at a time (vectorised)."""
     if isinstance(outputs, Tensor) and isinstance(targets, Tensor) and size > 0:
+        unreduced = _unreduced(loss_fn)
+        if unreduced is not None:  # a torch loss: its own per-sample values, no vmap
+            values = unreduced(outputs, targets)
+            if values.shape == (size,):
+                return values.detach().to(torch.float64)
         try:
             values = torch.func.vmap(lambda o, t: loss_fn(o[None], t[None]))(outputs, targets)
             if values.shape == (size,):
@@ -81,6 +87,21 @@ def _per_sample_losses(
         except Exception:  # a loss vmap cannot batch: fall back to the batch's mean
             pass
     return torch.full((size,), mean, dtype=torch.float64)
+
+
+def _unreduced(loss_fn: Callable[[Any, Any], Tensor]) -> Callable[[Any, Any], Tensor] | None:
+    """The same torch loss without the batch mean (``reduction="none"``), if it is one."""
+    if loss_fn in (nn.functional.cross_entropy, nn.functional.nll_loss):
+        return lambda o, t: loss_fn(o, t, reduction="none")  # type: ignore[call-arg]
+    if (
+        isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss))
+        and loss_fn.reduction == "mean"
+        and loss_fn.weight is None
+    ):
+        unreduced = copy.copy(loss_fn)
+        unreduced.reduction = "none"
+        return unreduced
+    return None
 
 
 def _run(
