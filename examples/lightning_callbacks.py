@@ -92,7 +92,7 @@ def main() -> None:
     # num_iters="auto" (the default): Lanczos steps until the prediction's interval is narrow
     spectrum = HessianSpectrum(num_samples=512, top_k=3, top_iters=32, trace_probes=8)
     limit = PruningLimit(epsilon="batch_loss_std")
-    sweep = SparsitySweep(tolerance=0.0)
+    sweep = SparsitySweep(max_drop=0.0)
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         accelerator="cpu",

@@ -20,6 +20,7 @@ _CALLBACKS = {
     "PruningLimit": "lightning_prunelimit.callbacks.pruning_limit",
     "GlobalOneShotPruning": "lightning_prunelimit.callbacks.global_one_shot_pruning",
     "SparsitySweep": "lightning_prunelimit.callbacks.sparsity_sweep",
+    "SparsitySweepResult": "lightning_prunelimit.pruning.actual_limit",
 }
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "L1Regularization",
     "PruningLimit",
     "SparsitySweep",
+    "SparsitySweepResult",
     "__version__",
 ]
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_prunelimit.callbacks.l1_regularization import L1Regularization
     from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
     from lightning_prunelimit.callbacks.sparsity_sweep import SparsitySweep
+    from lightning_prunelimit.pruning.actual_limit import SparsitySweepResult
 
 
 def __getattr__(name: str) -> Any:

@@ -39,7 +39,7 @@ class _SweepResult(Protocol):
     losses: Sequence[float]
     actual_limit: float
     dense_accuracy: float
-    tolerance: float
+    max_drop: float
     metric: str
 
 
@@ -223,10 +223,12 @@ def plot_sparsity_sweep(
 ) -> Figure:
     """Accuracy (or loss) of the pruned models against sparsity, with the limits marked.
 
-    Draws the metric against sparsity, the pass threshold (dense value minus / plus the
-    tolerance), the actual limit found by the sweep and, when given, the predicted sparsity:
-    prediction and reality on one plot. A result with a re-fit curve (``refit_accuracies``)
-    also gets that curve and its limit.
+    Draws the metric against sparsity, the pass threshold (dense value minus / plus
+    ``max_drop``), the actual limit found by the sweep with its interval (a band, when the
+    result has ``actual_limit_interval``) and, when given, the predicted sparsity and its
+    interval: prediction and reality on one plot. A result with a re-fit curve
+    (``refit_accuracies``; NaN points, not re-fitted, are left out) also gets that curve and
+    its limit with its interval.
 
     Args:
         result: a ``SparsitySweepResult``.
@@ -236,7 +238,7 @@ def plot_sparsity_sweep(
     Example:
         >>> from types import SimpleNamespace
         >>> result = SimpleNamespace(sparsities=(0.0, 0.5, 0.9), accuracies=(0.9, 0.9, 0.5),
-        ...     losses=(0.3, 0.3, 1.0), actual_limit=0.5, dense_accuracy=0.9, tolerance=0.0,
+        ...     losses=(0.3, 0.3, 1.0), actual_limit=0.5, dense_accuracy=0.9, max_drop=0.0,
         ...     metric="accuracy")
         >>> axes = plot_sparsity_sweep(result, predicted_sparsity=0.6).axes[0]
         >>> sorted(round(line.get_xdata()[0], 2) for line in axes.lines[2:])
@@ -249,9 +251,10 @@ def plot_sparsity_sweep(
     axes = figure.add_subplot()
     axes.plot(sparsities, values, "o-", ms=3, color="tab:blue", label=f"pruned, {result.metric}")
     dense = values[sparsities.index(0.0)] if 0.0 in sparsities else result.dense_accuracy
-    threshold = dense + result.tolerance if loss else dense - result.tolerance
+    max_drop = float(getattr(result, "max_drop", 0.0))
+    threshold = dense + max_drop if loss else dense - max_drop
     axes.axhline(
-        threshold, color="gray", ls=":", lw=1, label=f"dense {'+' if loss else '-'} tolerance"
+        threshold, color="gray", ls=":", lw=1, label=f"dense {'+' if loss else '-'} max_drop"
     )
     axes.axvline(
         result.actual_limit,
@@ -259,6 +262,7 @@ def plot_sparsity_sweep(
         ls="--",
         label=f"actual limit {result.actual_limit:.4f}",
     )
+    _measured_band(axes, getattr(result, "actual_limit_interval", None), "tab:green", "actual")
     if predicted_sparsity is not None:
         axes.axvline(
             float(predicted_sparsity),
@@ -275,9 +279,10 @@ def plot_sparsity_sweep(
     refit_limit = getattr(result, "refit_actual_limit", None)
     if refit_values is not None and refit_limit is not None:
         steps = getattr(result, "refit_steps", 0)
+        shown = [(s, v) for s, v in zip(sparsities, refit_values) if v is not None and v == v]
         axes.plot(
-            sparsities,
-            list(refit_values),
+            [s for s, _ in shown],
+            [v for _, v in shown],
             "s-",
             ms=3,
             color="tab:orange",
@@ -285,6 +290,9 @@ def plot_sparsity_sweep(
         )
         axes.axvline(
             refit_limit, color="tab:orange", ls="--", label=f"re-fit limit {refit_limit:.4f}"
+        )
+        _measured_band(
+            axes, getattr(result, "refit_actual_limit_interval", None), "tab:orange", "re-fit"
         )
     axes.set_xlabel("sparsity (fraction of weights pruned)")
     axes.set_ylabel("mean loss" if loss else "top-1 accuracy")
@@ -296,6 +304,17 @@ def plot_sparsity_sweep(
     axes.legend(loc="best")
     axes.grid(alpha=0.3)
     return figure
+
+
+def _measured_band(axes: object, interval: Sequence[float] | None, color: str, name: str) -> None:
+    """A measured limit's interval: hatched, so it reads apart from the predicted band."""
+    if interval is None:
+        return
+    low, high = (float(x) for x in interval)
+    axes.axvspan(  # type: ignore[attr-defined]
+        low, high, facecolor="none", edgecolor=color, hatch="//", lw=0.0, alpha=0.6,
+        label=f"{name} [{low:.3f}, {high:.3f}]",
+    )  # fmt: skip
 
 
 def plot_limit_trajectory(

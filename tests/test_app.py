@@ -216,7 +216,7 @@ def test_console_script_runs_the_job(tmp_path: Path, data_dir: Path) -> None:
     assert report.status == "completed"
     lines = result.stdout.splitlines()
     for label, value in report.summary_rows():
-        assert any(line.split() == [*label.split(), value] for line in lines), label
+        assert any(line.split() == [*label.split(), *value.split()] for line in lines), label
     assert (run_dir / "prunelimit.log").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 

@@ -38,10 +38,17 @@ def _report(**overrides: object) -> JobReport:
         },
         "actual": {
             "sparsity_limit": 0.8,
+            "sparsity_limit_lo": 0.78,
+            "sparsity_limit_hi": 0.83,
+            "criterion": "drop",
+            "drop_limit": 0.8,
+            "paired_test_limit": 0.82,
             "refit_sparsity_limit": 0.85,
+            "refit_sparsity_limit_lo": 0.8,
+            "refit_sparsity_limit_hi": 0.9,
             "dense_accuracy": 0.9,
             "metric": "accuracy",
-            "tolerance": 0.0,
+            "max_drop": 0.0,
             "curve": {
                 "sparsities": [0.0, 0.5, 0.8, 0.9],
                 "accuracies": [0.9, 0.91, 0.9, 0.5],
@@ -100,7 +107,13 @@ def test_values_by_dotted_key() -> None:
         "prediction.epsilon": 0.01,
         "prediction.zero_fraction": 0.0,
         "actual.sparsity_limit": 0.8,
+        "actual.sparsity_limit_lo": 0.78,
+        "actual.sparsity_limit_hi": 0.83,
+        "actual.drop_limit": 0.8,
+        "actual.paired_test_limit": 0.82,
         "actual.refit_sparsity_limit": 0.85,
+        "actual.refit_sparsity_limit_lo": 0.8,
+        "actual.refit_sparsity_limit_hi": 0.9,
         "actual.dense_accuracy": 0.9,
         "pruned.sparsity": 0.75,
         "pruned.accuracy": 0.89,
@@ -137,7 +150,12 @@ def test_summary_table_lists_the_headline_figures() -> None:
         "predicted sparsity            0.7500",
         "predicted sparsity interval   [0.7000,0.7800]",
         "actual sparsity limit         0.8000",
+        "actual limit interval         [0.7800,0.8300]",
+        "prediction vs actual          intervals overlap",
+        "paired-test limit             0.8200",
         "re-fitted sparsity limit      0.8500",
+        "re-fitted limit interval      [0.8000,0.9000]",
+        "prediction vs re-fitted       apart by 0.0200",
         "pruned + fine-tuned accuracy  0.8900",
         "realised sparsity             0.7500",
     ]
@@ -187,6 +205,11 @@ def test_sweep_summary_collects_every_job(tmp_path: Path) -> None:
     assert list(rows[0]) == list(SUMMARY_COLUMNS)
     assert rows[0]["predicted_sparsity"] == "0.75" and rows[0]["overrides"] == "a=1"
     assert rows[0]["actual_sparsity_limit"] == "0.8" and rows[0]["pruned_accuracy"] == "0.89"
+    assert (rows[0]["actual_sparsity_lo"], rows[0]["actual_sparsity_hi"]) == ("0.78", "0.83")
+    assert (rows[0]["intervals_overlap"], rows[0]["interval_distance"]) == ("True", "0.0")
+    assert rows[0]["refit_intervals_overlap"] == "False"
+    assert float(rows[0]["refit_interval_distance"]) == pytest.approx(0.02)
+    assert rows[2]["intervals_overlap"] == ""
     assert rows[2]["error"] == "ValueError: no | way" and rows[2]["pruned_accuracy"] == ""
     markdown = md_path.read_text().splitlines()
     assert markdown[4].startswith(

@@ -77,4 +77,9 @@ def test_ddp_matches_one_process_and_every_rank_holds_the_same_masks(tmp_path):
         assert rank["sweep"]["accuracies"] == pytest.approx(single["sweep"]["accuracies"])
         assert rank["sweep"]["losses"] == pytest.approx(single["sweep"]["losses"], abs=1e-12)
         assert rank["sweep"]["actual_limit"] == single["sweep"]["actual_limit"]
+        # per-sample correctness gathered back in the one-process order: same interval
+        assert rank["sweep"]["actual_limit_interval"] == pytest.approx(
+            single["sweep"]["actual_limit_interval"], abs=1e-12
+        )
+        assert rank["sweep"]["paired_test_limit"] == single["sweep"]["paired_test_limit"]
         assert rank["sweep"]["num_samples"] == 64

@@ -41,8 +41,8 @@ def _brute_force(model: nn.Module, sparsity: float, x, y) -> tuple[float, float]
 
 def _passes(result: SparsitySweepResult, index: int) -> bool:
     if result.metric == "loss":
-        return result.losses[index] <= result.dense_loss + result.tolerance
-    return result.accuracies[index] >= result.dense_accuracy - result.tolerance
+        return result.losses[index] <= result.dense_loss + result.max_drop
+    return result.accuracies[index] >= result.dense_accuracy - result.max_drop
 
 
 def _check_limit(result: SparsitySweepResult) -> None:
@@ -67,7 +67,8 @@ def test_every_point_matches_brute_force_pruning_and_the_model_is_untouched(tmp_
     result = sweep.result
     assert result.split == "val" and result.num_samples == 128
     assert set(DEFAULT_SPARSITIES) <= set(result.sparsities)
-    assert len(DEFAULT_SPARSITIES) < len(result.sparsities) <= len(DEFAULT_SPARSITIES) + 5
+    # the criterion's bisection, then the paired test's on the same points
+    assert len(DEFAULT_SPARSITIES) < len(result.sparsities) <= len(DEFAULT_SPARSITIES) + 2 * 5
     assert list(result.sparsities) == sorted(result.sparsities)
     x, y = digits(384)
     for sparsity, accuracy, loss in zip(result.sparsities, result.accuracies, result.losses):
@@ -109,7 +110,7 @@ def test_a_pruned_model_is_swept_and_restored_exactly(tmp_path):
 
 
 def test_training_data_when_there_is_no_validation_data(tmp_path):
-    sweep = SparsitySweep(sparsities=(0.5,), refine_steps=0, metric="loss", tolerance=0.05)
+    sweep = SparsitySweep(sparsities=(0.5,), refine_steps=0, metric="loss", max_drop=0.05)
     model = TinyClassifier(hidden=8)
     make_trainer(tmp_path, [sweep], max_epochs=1, logger=False).fit(
         model, DigitsDataModule(num_train=96)
@@ -125,7 +126,7 @@ def test_training_data_when_there_is_no_validation_data(tmp_path):
 def test_loss_metric_and_tolerance_define_the_limit(tmp_path):
     results = []
     for tolerance in (0.0, 0.2):
-        sweep = SparsitySweep(metric="loss", tolerance=tolerance, refine_steps=3)
+        sweep = SparsitySweep(metric="loss", max_drop=tolerance, refine_steps=3)
         make_trainer(tmp_path, [sweep], max_epochs=2, logger=False).fit(
             TinyClassifier(hidden=8), DigitsWithVal(num_train=128, num_val=64)
         )
@@ -163,7 +164,39 @@ def test_result_survives_a_checkpoint(tmp_path):
     restored = SparsitySweep(sparsities=(0.5, 0.9))
     restored.load_state_dict(state[restored.state_key])
     assert restored.result == sweep.result
+    assert restored.result.actual_limit_interval is not None
     assert SparsitySweepResult.from_dict(sweep.result.to_dict()) == sweep.result
+
+
+def test_interval_and_both_criteria_are_logged(tmp_path):
+    sweep = SparsitySweep(refine_steps=3, criterion="paired_test", significance=0.1)
+    trainer = make_trainer(tmp_path, [sweep], max_epochs=2)
+    trainer.fit(TinyClassifier(hidden=8, lr=0.2), DigitsWithVal(num_train=128, num_val=128))
+    result = sweep.result
+    assert result.criterion == "paired_test" and result.significance == 0.1
+    assert result.actual_limit == result.paired_test_limit >= result.drop_limit
+    low, high = result.actual_limit_interval
+    assert 0.0 <= low <= result.actual_limit <= high <= max(result.sparsities)
+    logged = read_metrics(trainer.logger)
+    for key, value in {
+        "actual_limit": result.actual_limit,
+        "actual_limit_lo": low,
+        "actual_limit_hi": high,
+        "drop_limit": result.drop_limit,
+        "paired_test_limit": result.paired_test_limit,
+    }.items():
+        assert logged[f"sparsity_sweep/{key}"] == [pytest.approx(value)], key
+    assert trainer.callback_metrics["sparsity_sweep/actual_limit_lo"] == pytest.approx(low)
+    assert "criterion" in sweep.state_key and "criterion" not in SparsitySweep().state_key
+
+
+def test_tolerance_is_the_deprecated_name_of_max_drop():
+    with pytest.warns(FutureWarning, match="renamed max_drop"):
+        sweep = SparsitySweep(tolerance=0.02)
+    assert sweep.max_drop == 0.02
+    assert SparsitySweep(max_drop=0.02).state_key == sweep.state_key  # old checkpoints load
+    with pytest.raises(TypeError):
+        SparsitySweep((0.5, 0.9))  # keyword-only
 
 
 @pytest.mark.parametrize(
@@ -172,9 +205,12 @@ def test_result_survives_a_checkpoint(tmp_path):
         ({"sparsities": (0.5, 1.0)}, ValueError, r"sparsities must be numbers in \[0, 1\)"),
         ({"sparsities": ()}, ValueError, "sparsities is empty"),
         ({"metric": "f1"}, ValueError, "metric must be"),
-        ({"tolerance": -0.01}, ValueError, "tolerance must be finite and >= 0"),
+        ({"max_drop": -0.01}, ValueError, "max_drop must be finite and >= 0"),
         ({"refine_steps": -1}, ValueError, "refine_steps"),
         ({"num_samples": 0}, ValueError, "num_samples"),
+        ({"criterion": "t"}, ValueError, "criterion must be one of"),
+        ({"confidence": 1.0}, ValueError, "confidence must be strictly between 0 and 1"),
+        ({"significance": 0.0}, ValueError, "significance must be strictly between 0 and 1"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

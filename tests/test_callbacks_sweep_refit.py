@@ -26,7 +26,7 @@ def _passing(sparsities, values, dense, tolerance) -> list[float]:
 
 def test_refit_limit_is_at_least_the_one_shot_limit_and_every_point_is_a_real_refit(tmp_path):
     model = TinyClassifier(hidden=16, lr=0.2)
-    sweep = SparsitySweep(tolerance=0.02, refine_steps=4, refit_steps=40, refit_lr=1e-2)
+    sweep = SparsitySweep(max_drop=0.02, refine_steps=4, refit_steps=40, refit_lr=1e-2)
     snapshot = _Snapshot()
     trainer = make_trainer(tmp_path, [snapshot, sweep], max_epochs=3)
     trainer.fit(model, DigitsWithVal(num_train=256, num_val=128, batch_size=32))
@@ -41,20 +41,29 @@ def test_refit_limit_is_at_least_the_one_shot_limit_and_every_point_is_a_real_re
     # both limits are the largest evaluated passing sparsity of their own curve
     dense = result.dense_accuracy
     assert result.actual_limit == max(
-        _passing(result.sparsities, result.accuracies, dense, result.tolerance)
+        _passing(result.sparsities, result.accuracies, dense, result.max_drop)
     )
     assert result.refit_actual_limit == max(
-        _passing(result.sparsities, result.refit_accuracies, dense, result.tolerance)
+        _passing(result.sparsities, result.refit_accuracies, dense, result.max_drop)
     )
     # re-fitting finds sparse models the one-shot pruning misses
     assert result.refit_actual_limit > result.actual_limit
-    failed = [i for i, s in enumerate(result.sparsities) if s > result.actual_limit]
-    assert all(result.refit_losses[i] < result.losses[i] for i in failed)
+    failed = [
+        i
+        for i, s in enumerate(result.sparsities)
+        if s > result.actual_limit and result.refit_losses[i] == result.refit_losses[i]
+    ]
+    assert failed and all(result.refit_losses[i] < result.losses[i] for i in failed)
+    # only the points the re-fit search needs are re-fitted (NaN elsewhere)
+    refitted = [a for a in result.refit_accuracies[1:] if a == a]
+    assert len(refitted) <= 5 + 4 < len(result.sparsities) - 1
+    low, high = result.refit_actual_limit_interval
+    assert low <= result.refit_actual_limit <= high
 
     # a point recomputed by hand: prune, re-fit on the training data in order, evaluate
     x, y = digits(384)
     batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
-    sparsity = result.sparsities[-1]
+    sparsity = max(s for s, a in zip(result.sparsities, result.refit_accuracies) if a == a)
     net = copy.deepcopy(snapshot.model)
     masks = global_magnitude_masks(net, sparsity)
     refit_kept_weights(net, masks, nn.functional.cross_entropy, batches, steps=40, lr=1e-2)
@@ -70,6 +79,8 @@ def test_refit_limit_is_at_least_the_one_shot_limit_and_every_point_is_a_real_re
 
     logged = read_metrics(trainer.logger)
     assert logged["sparsity_sweep/refit_actual_limit"] == [pytest.approx(result.refit_actual_limit)]
+    assert logged["sparsity_sweep/refit_actual_limit_lo"] == [pytest.approx(low)]
+    assert logged["sparsity_sweep/refit_actual_limit_hi"] == [pytest.approx(high)]
     assert SparsitySweepResult.from_dict(result.to_dict()) == result
 
 

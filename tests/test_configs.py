@@ -68,6 +68,8 @@ def test_config_groups_offer_what_the_app_documents() -> None:
         "resnet50_cifar100",
         "mlp_mnist1d",
         "fc5_fashion_mnist",
+        "small_cnn_fashion_mnist",
+        "small_resnet_fashion_mnist",
     } <= names("experiment")
     assert {"default", "fdr", "limit"} <= names("debug")
     assert (CONF / "hydra" / "launcher" / "slurm.yaml").is_file()
@@ -192,7 +194,10 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     return found
 
 
-@pytest.mark.parametrize("name", [*sorted(PAPER), "fc5_fashion_mnist"])
+@pytest.mark.parametrize(
+    "name",
+    [*sorted(PAPER), "fc5_fashion_mnist", "small_cnn_fashion_mnist", "small_resnet_fashion_mnist"],
+)
 def test_experiments_set_only_what_differs(name: str, tmp_path: Path) -> None:
     """Every value an experiment file sets differs from what its defaults list gives."""
     body = yaml.safe_load((CONF / "experiment" / f"{name}.yaml").read_text())

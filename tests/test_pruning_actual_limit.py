@@ -47,7 +47,7 @@ def test_every_point_equals_pruning_a_copy_and_the_model_comes_back_exactly() ->
         seen_masks[sparsity] = {k: v.clone() for k, v in masks.items()}
         return evaluate_model(model, nn.functional.cross_entropy, _batches())
 
-    result = actual_pruning_limit(model, evaluate, tolerance=0.02, refine_steps=4)
+    result = actual_pruning_limit(model, evaluate, max_drop=0.02, refine_steps=4)
     assert set(DEFAULT_SPARSITIES) <= set(result.sparsities)
     for sparsity, accuracy, loss in zip(result.sparsities, result.accuracies, result.losses):
         expected_accuracy, expected_loss = _brute_force(model, sparsity)
@@ -105,7 +105,7 @@ def test_bisection_stops_when_no_model_is_left_between_two_points() -> None:
     def evaluate(sparsity, masks):
         return math.nan, abs(float(model.weight.detach().sum()) - 3.03)
 
-    result = actual_pruning_limit(model, evaluate, metric="loss", tolerance=0.05, refine_steps=8)
+    result = actual_pruning_limit(model, evaluate, metric="loss", max_drop=0.05, refine_steps=8)
     assert result.actual_limit == 0.6
     assert len(result.sparsities) == len(DEFAULT_SPARSITIES)  # 0.6 and 0.7 differ by one weight
 
@@ -114,7 +114,7 @@ def test_bisection_stops_when_no_model_is_left_between_two_points() -> None:
     ("kwargs", "error", "message"),
     [
         ({"metric": "top5"}, ValueError, "metric must be one of"),
-        ({"tolerance": -0.1}, ValueError, "tolerance must be finite and >= 0"),
+        ({"max_drop": -0.1}, ValueError, "max_drop must be finite and >= 0"),
         ({"refine_steps": -1}, ValueError, "refine_steps must be an int >= 0"),
         ({"sparsities": (1.0,)}, ValueError, r"sparsities must be numbers in \[0, 1\)"),
     ],

@@ -339,6 +339,7 @@ def _read_callback_results(
     callbacks: Sequence[Callback], sections: MutableMapping[str, Any]
 ) -> None:
     from lightning_prunelimit import HessianSpectrum, PruningLimit, SparsitySweep
+    from lightning_prunelimit.app.report import actual_section
 
     for callback in callbacks:
         if isinstance(callback, HessianSpectrum) and callback.spectrum is not None:
@@ -374,25 +375,4 @@ def _read_callback_results(
                 "trajectory": [dict(row) for row in callback.trajectory],
             }
         elif isinstance(callback, SparsitySweep) and callback.result is not None:
-            result = callback.result
-            sections["actual"] = {
-                "sparsity_limit": float(result.actual_limit),
-                "dense_accuracy": float(result.dense_accuracy),
-                "metric": str(result.metric),
-                "tolerance": float(result.tolerance),
-                "curve": {
-                    "sparsities": [float(x) for x in result.sparsities],
-                    "accuracies": [float(x) for x in result.accuracies],
-                    "losses": [float(x) for x in result.losses],
-                },
-                "refit_sparsity_limit": None
-                if result.refit_actual_limit is None
-                else float(result.refit_actual_limit),
-                "refit_steps": int(result.refit_steps),
-                "refit_curve": None
-                if result.refit_accuracies is None
-                else {
-                    "accuracies": [float(x) for x in result.refit_accuracies],
-                    "losses": [float(x) for x in result.refit_losses or ()],
-                },
-            }
+            sections["actual"] = actual_section(callback.result)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from lightning_prunelimit.app.atomic_write import write_text_atomic
+from lightning_prunelimit.pruning.agreement import IntervalAgreement, interval_agreement
 
-__all__ = ["REPORT_METRICS", "JobReport"]
+__all__ = ["REPORT_METRICS", "JobReport", "actual_section"]
 
 #: Scalar entries of a report, by dotted key: what sweepers may optimise and summaries show.
 REPORT_METRICS: tuple[str, ...] = (
@@ -26,7 +27,13 @@ REPORT_METRICS: tuple[str, ...] = (
     "prediction.epsilon",
     "prediction.zero_fraction",
     "actual.sparsity_limit",
+    "actual.sparsity_limit_lo",
+    "actual.sparsity_limit_hi",
+    "actual.drop_limit",
+    "actual.paired_test_limit",
     "actual.refit_sparsity_limit",
+    "actual.refit_sparsity_limit_lo",
+    "actual.refit_sparsity_limit_hi",
     "actual.dense_accuracy",
     "pruned.sparsity",
     "pruned.accuracy",
@@ -56,8 +63,11 @@ class JobReport:
             ``num_prunable_weights``.
         prediction: the predicted limit (``PruningLimit.prediction.to_dict()``):
             ``kept_fraction``, ``sparsity``, ``distance``, ``epsilon``, ``zero_fraction``...
-        actual: the measured limit: ``sparsity_limit``, ``dense_accuracy``, ``metric``,
-            ``tolerance`` and ``curve`` (``sparsities``, ``accuracies``, ``losses``).
+        actual: the measured limit (see :func:`actual_section`): ``sparsity_limit`` with its
+            interval ``sparsity_limit_lo`` / ``_hi``, the limits of both criteria
+            (``drop_limit``, ``paired_test_limit``), ``criterion``, ``dense_accuracy``,
+            ``metric``, ``max_drop`` and ``curve`` (``sparsities``, ``accuracies``,
+            ``losses``); with a re-fit the same under ``refit_*``.
         pruned: after pruning at the predicted sparsity and fine-tuning: ``sparsity`` (realised),
             ``requested_sparsity``, ``accuracy``, ``loss``, ``per_layer`` sparsities.
         spectrum: ``top_eigenvalues``, ``top_eigenvalue``, ``trace``, ``num_parameters``,
@@ -152,10 +162,60 @@ class JobReport:
         low, high = self.value("prediction.sparsity_lo"), self.value("prediction.sparsity_hi")
         if low is not None and high is not None:
             out.insert(2, ("predicted sparsity interval", f"[{low:.4f},{high:.4f}]"))
-        refit = self.value("actual.refit_sparsity_limit")
-        if refit is not None:
-            out.insert(-2, ("re-fitted sparsity limit", f"{refit:.4f}"))
+        extra = []
+        for prefix, label in (("", "actual"), ("refit_", "re-fitted")):
+            limit = self.value(f"actual.{prefix}sparsity_limit")
+            if limit is None:
+                continue
+            if prefix:
+                extra.append((f"{label} sparsity limit", f"{limit:.4f}"))
+            interval = self.measured_interval(refit=bool(prefix))
+            if interval is not None:
+                extra.append((f"{label} limit interval", f"[{interval[0]:.4f},{interval[1]:.4f}]"))
+            agreement = self.agreement(refit=bool(prefix))
+            if agreement is not None:
+                extra.append((f"prediction vs {label}", _agreement_text(agreement)))
+            other = _other_criterion(self.actual or {}, prefix)
+            if other is not None:
+                extra.append(other)
+        index = [label for label, _ in out].index("actual sparsity limit") + 1
+        out[index:index] = extra
         return out
+
+    def measured_interval(self, *, refit: bool = False) -> tuple[float, float] | None:
+        """The measured limit's interval ``(lo, hi)`` (re-fitted with ``refit``), if any.
+
+        Example:
+            >>> JobReport(status="completed", actual={"sparsity_limit_lo": 0.8,
+            ...     "sparsity_limit_hi": 0.9}).measured_interval()
+            (0.8, 0.9)
+        """
+        prefix = "actual.refit_sparsity_limit" if refit else "actual.sparsity_limit"
+        low, high = self.value(f"{prefix}_lo"), self.value(f"{prefix}_hi")
+        return None if low is None or high is None else (low, high)
+
+    def agreement(self, *, refit: bool = False) -> IntervalAgreement | None:
+        """Whether the predicted interval and the measured one overlap, and their distance.
+
+        A limit without an interval counts as a point. ``None`` without both limits.
+
+        Example:
+            >>> report = JobReport(status="completed",
+            ...     prediction={"sparsity": 0.7, "sparsity_lo": 0.65, "sparsity_hi": 0.75},
+            ...     actual={"sparsity_limit": 0.85, "sparsity_limit_lo": 0.8,
+            ...             "sparsity_limit_hi": 0.9})
+            >>> agreement = report.agreement()
+            >>> agreement.overlap, round(agreement.distance, 4)
+            (False, 0.05)
+        """
+        predicted = self.value("prediction.sparsity")
+        measured = self.value("actual.refit_sparsity_limit" if refit else "actual.sparsity_limit")
+        if predicted is None or measured is None:
+            return None
+        low, high = self.value("prediction.sparsity_lo"), self.value("prediction.sparsity_hi")
+        predicted_interval = (predicted, predicted) if low is None or high is None else (low, high)
+        measured_interval = self.measured_interval(refit=refit) or (measured, measured)
+        return interval_agreement(predicted_interval, measured_interval)
 
     def summary_table(self) -> str:
         """The headline figures as a small plain-text table (what the job prints at the end).
@@ -258,6 +318,73 @@ class JobReport:
         """
         with open(path, encoding="utf-8") as handle:
             return cls.from_dict(json.load(handle))
+
+
+def actual_section(result: Any) -> dict[str, Any]:
+    """The report's ``actual`` section from a ``SparsitySweepResult``.
+
+    Example:
+        >>> from lightning_prunelimit.pruning import SparsitySweepResult
+        >>> result = SparsitySweepResult((0.0, 0.5), (0.9, 0.9), (0.3, 0.4), 0.5, 0.9, 0.0,
+        ...     actual_limit_interval=(0.4, 0.6))
+        >>> section = actual_section(result)
+        >>> section["sparsity_limit"], section["sparsity_limit_lo"], section["max_drop"]
+        (0.5, 0.4, 0.0)
+    """
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    interval = result.actual_limit_interval
+    refit_interval = result.refit_actual_limit_interval
+    return {
+        "sparsity_limit": float(result.actual_limit),
+        "sparsity_limit_lo": None if interval is None else float(interval[0]),
+        "sparsity_limit_hi": None if interval is None else float(interval[1]),
+        "criterion": str(result.criterion),
+        "significance": float(result.significance),
+        "confidence": float(result.confidence),
+        "drop_limit": number(result.drop_limit),
+        "paired_test_limit": number(result.paired_test_limit),
+        "dense_accuracy": float(result.dense_accuracy),
+        "metric": str(result.metric),
+        "max_drop": float(result.max_drop),
+        "num_samples": int(result.num_samples),
+        "curve": {
+            "sparsities": [float(x) for x in result.sparsities],
+            "accuracies": [float(x) for x in result.accuracies],
+            "losses": [float(x) for x in result.losses],
+        },
+        "refit_sparsity_limit": number(result.refit_actual_limit),
+        "refit_sparsity_limit_lo": None if refit_interval is None else float(refit_interval[0]),
+        "refit_sparsity_limit_hi": None if refit_interval is None else float(refit_interval[1]),
+        "refit_drop_limit": number(result.refit_drop_limit),
+        "refit_paired_test_limit": number(result.refit_paired_test_limit),
+        "refit_steps": int(result.refit_steps),
+        "refit_curve": None
+        if result.refit_accuracies is None
+        else {
+            "accuracies": [float(x) for x in result.refit_accuracies],
+            "losses": [float(x) for x in result.refit_losses or ()],
+        },
+    }
+
+
+def _agreement_text(agreement: IntervalAgreement) -> str:
+    if agreement.overlap:
+        return "intervals overlap"
+    return f"apart by {agreement.distance:.4f}"
+
+
+def _other_criterion(actual: Mapping[str, Any], prefix: str) -> tuple[str, str] | None:
+    """The limit of the criterion the job did not use, so the report shows both."""
+    criterion = actual.get("criterion", "drop")
+    other = "paired_test" if criterion == "drop" else "drop"
+    value = actual.get(f"{prefix}{other}_limit")
+    if value is None:
+        return None
+    label = "paired-test" if other == "paired_test" else "mean-drop"
+    return (f"{'re-fitted ' if prefix else ''}{label} limit", f"{float(value):.4f}")
 
 
 def _is_scalar(value: Any) -> bool:

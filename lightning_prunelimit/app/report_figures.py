@@ -104,9 +104,14 @@ def plot_accuracy_vs_sparsity(report: JobReport) -> Figure:
         )
     refit = (report.actual or {}).get("refit_curve") or {}
     if curve.get("sparsities") and refit.get("accuracies"):
+        shown = [
+            (s, a)
+            for s, a in zip(curve["sparsities"], refit["accuracies"])
+            if a is not None and a == a  # NaN or None: not re-fitted there
+        ]
         axes.plot(
-            curve["sparsities"],
-            refit["accuracies"],
+            [s for s, _ in shown],
+            [a for _, a in shown],
             "s-",
             ms=3,
             color="tab:orange",
@@ -143,6 +148,18 @@ def plot_accuracy_vs_sparsity(report: JobReport) -> Figure:
             lw=0,
             label=f"predicted interval [{interval[0]:.4f}, {interval[1]:.4f}]",
         )
+    for refit, color, name in ((False, "tab:green", "actual"), (True, "tab:orange", "re-fitted")):
+        measured = report.measured_interval(refit=refit)
+        if measured is not None:
+            axes.axvspan(
+                *measured,
+                facecolor="none",
+                edgecolor=color,
+                hatch="//",
+                lw=0.0,
+                alpha=0.6,
+                label=f"{name} interval [{measured[0]:.4f}, {measured[1]:.4f}]",
+            )
     axes.set_xlabel("sparsity (fraction of weights pruned)")
     axes.set_ylabel("test accuracy")
     axes.set_xlim(-0.02, 1.0)
@@ -156,6 +173,7 @@ def plot_sweep_limits(rows: list[dict[str, Any]]) -> Figure:
     """Predicted sparsity against the actual limit, one point per job of a sweep.
 
     Points on the diagonal are exact predictions; below it the prediction is conservative.
+    Vertical bars are the predicted intervals, horizontal ones the measured limits' intervals.
 
     Args:
         rows: sweep summary rows (``SweepSummary.rows``), with ``job``,
@@ -195,6 +213,24 @@ def plot_sweep_limits(rows: list[dict[str, Any]]) -> Figure:
             alpha=0.6,
             label="predicted interval",
         )
+    measured = [
+        (row["actual_sparsity_limit"], row["predicted_sparsity"], lo, hi)
+        for row in rows
+        if row.get("actual_sparsity_limit") is not None
+        and row.get("predicted_sparsity") is not None
+        and (lo := row.get("actual_sparsity_lo")) is not None
+        and (hi := row.get("actual_sparsity_hi")) is not None
+    ]
+    if measured:  # the measured limit's interval as a horizontal error bar
+        axes.errorbar(
+            [b[0] for b in measured],
+            [b[1] for b in measured],
+            xerr=[[b[0] - b[2] for b in measured], [b[3] - b[0] for b in measured]],
+            fmt="none",
+            ecolor="tab:green",
+            alpha=0.6,
+            label="measured interval",
+        )
     for actual, predicted, job in points:
         axes.annotate(job, (actual, predicted), textcoords="offset points", xytext=(4, 4))
     axes.set_xlabel("actual sparsity limit")
@@ -205,6 +241,11 @@ def plot_sweep_limits(rows: list[dict[str, Any]]) -> Figure:
     axes.legend(loc="upper left")
     axes.grid(alpha=0.3)
     return figure
+
+
+def _pair(actual: dict[str, Any], key: str) -> tuple[float, float] | None:
+    low, high = actual.get(f"{key}_lo"), actual.get(f"{key}_hi")
+    return None if low is None or high is None else (float(low), float(high))
 
 
 def _interval(report: JobReport) -> tuple[float, float] | None:
@@ -219,12 +260,14 @@ def _sweep_result(actual: dict[str, Any]) -> SimpleNamespace:
         refit_accuracies=refit.get("accuracies"),
         refit_losses=refit.get("losses"),
         refit_actual_limit=actual.get("refit_sparsity_limit"),
+        refit_actual_limit_interval=_pair(actual, "refit_sparsity_limit"),
+        actual_limit_interval=_pair(actual, "sparsity_limit"),
         refit_steps=actual.get("refit_steps", 0),
         sparsities=curve.get("sparsities") or [],
         accuracies=curve.get("accuracies") or [],
         losses=curve.get("losses") or [],
         actual_limit=actual["sparsity_limit"],
         dense_accuracy=actual.get("dense_accuracy"),
-        tolerance=actual.get("tolerance", 0.0),
+        max_drop=actual.get("max_drop", actual.get("tolerance", 0.0)),
         metric=actual.get("metric", "accuracy"),
     )

@@ -1,4 +1,8 @@
-"""One table for a whole sweep: every job's predicted and actual limits and accuracies."""
+"""One table for a whole sweep: every job's predicted and actual limits and accuracies.
+
+Each measured limit comes with its interval, and beside the prediction with the agreement of
+the two intervals: whether they overlap and, when not, the distance between them.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,16 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "predicted_sparsity_lo",
     "predicted_sparsity_hi",
     "actual_sparsity_limit",
+    "actual_sparsity_lo",
+    "actual_sparsity_hi",
+    "intervals_overlap",
+    "interval_distance",
+    "paired_test_limit",
+    "refit_sparsity_limit",
+    "refit_sparsity_lo",
+    "refit_sparsity_hi",
+    "refit_intervals_overlap",
+    "refit_interval_distance",
     "pruned_sparsity",
     "pruned_accuracy",
     "error",
@@ -37,6 +51,12 @@ _VALUES = {
     "predicted_sparsity_lo": "prediction.sparsity_lo",
     "predicted_sparsity_hi": "prediction.sparsity_hi",
     "actual_sparsity_limit": "actual.sparsity_limit",
+    "actual_sparsity_lo": "actual.sparsity_limit_lo",
+    "actual_sparsity_hi": "actual.sparsity_limit_hi",
+    "paired_test_limit": "actual.paired_test_limit",
+    "refit_sparsity_limit": "actual.refit_sparsity_limit",
+    "refit_sparsity_lo": "actual.refit_sparsity_limit_lo",
+    "refit_sparsity_hi": "actual.refit_sparsity_limit_hi",
     "pruned_sparsity": "pruned.sparsity",
     "pruned_accuracy": "pruned.accuracy",
 }
@@ -79,6 +99,12 @@ class SweepSummary:
             }
             for column, key in _VALUES.items():
                 row[column] = report.value(key)
+            for prefix, refit in (("", False), ("refit_", True)):
+                agreement = report.agreement(refit=refit)
+                row[f"{prefix}intervals_overlap"] = None if agreement is None else agreement.overlap
+                row[f"{prefix}interval_distance"] = (
+                    None if agreement is None else agreement.distance
+                )
             row["error"] = report.error or ""
             rows.append(row)
         return cls(rows=tuple(rows))

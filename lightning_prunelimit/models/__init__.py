@@ -22,6 +22,7 @@ from lightning_prunelimit.models.mlp import MLP, fc5, fc12, small_mlp
 from lightning_prunelimit.models.prunable import count_prunable_weights
 from lightning_prunelimit.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
 from lightning_prunelimit.models.small_cnn import SmallCNN
+from lightning_prunelimit.models.small_resnet import SmallResNet
 from lightning_prunelimit.models.vgg import VGG, vgg16_bn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +38,7 @@ __all__ = [
     "ImageClassifier",
     "ResNet",
     "SmallCNN",
+    "SmallResNet",
     "alexnet",
     "count_prunable_weights",
     "epoch_lr_scheduler",

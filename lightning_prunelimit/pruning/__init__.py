@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from lightning_prunelimit.pruning.actual_limit import (
+    CRITERIA,
     DEFAULT_SPARSITIES,
     METRICS,
     SparsitySweepResult,
@@ -26,13 +27,26 @@ from lightning_prunelimit.pruning.actual_limit import (
     check_search_settings,
     check_sparsities,
 )
+from lightning_prunelimit.pruning.agreement import IntervalAgreement, interval_agreement
 from lightning_prunelimit.pruning.apply import (
     apply_masks,
     make_pruning_permanent,
     masks_from_model,
     remove_masks,
 )
-from lightning_prunelimit.pruning.evaluation import evaluate_model
+from lightning_prunelimit.pruning.evaluation import (
+    SampleEvaluation,
+    evaluate_model,
+    evaluate_samples,
+)
+from lightning_prunelimit.pruning.limit_statistics import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_NUM_BOOTSTRAP,
+    DEFAULT_SIGNIFICANCE,
+    bootstrap_limit_interval,
+    check_level,
+    pass_table,
+)
 from lightning_prunelimit.pruning.masked_weights import MaskedWeights
 from lightning_prunelimit.pruning.masks import check_amount, global_magnitude_masks, num_to_prune
 from lightning_prunelimit.pruning.parameters import (
@@ -63,28 +77,38 @@ from lightning_prunelimit.pruning.restore import restore_on_exit
 from lightning_prunelimit.pruning.sparsity import SparsityReport, sparsity_report
 
 __all__ = [
+    "CRITERIA",
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_NUM_BOOTSTRAP",
     "DEFAULT_REFIT_LR",
+    "DEFAULT_SIGNIFICANCE",
     "DEFAULT_SPARSITIES",
     "MASK_SUFFIX",
     "METRICS",
     "ORIG_SUFFIX",
     "PRUNABLE_MODULE_TYPES",
     "REFIT_OPTIMIZERS",
+    "IntervalAgreement",
     "MaskedWeights",
     "RefitResult",
+    "SampleEvaluation",
     "SparsityReport",
     "SparsitySweepResult",
     "actual_pruning_limit",
     "apply_masks",
+    "bootstrap_limit_interval",
     "check_amount",
+    "check_level",
     "check_parameter_names",
     "check_search_settings",
     "check_sparsities",
     "check_refit_lr",
     "effective_parameter",
     "evaluate_model",
+    "evaluate_samples",
     "fold_pruned_entries",
     "global_magnitude_masks",
+    "interval_agreement",
     "is_pruned",
     "make_pruning_permanent",
     "mask_name",
@@ -92,6 +116,7 @@ __all__ = [
     "num_to_prune",
     "orig_name",
     "parameter_key",
+    "pass_table",
     "plain_parameter_name",
     "prunable_parameters",
     "pruned_names",
