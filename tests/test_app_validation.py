@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
-    clean_hydra_state,
+from _app_helpers import (
     compose_job,
 )
 from hydra.errors import CompactHydraException

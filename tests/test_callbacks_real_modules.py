@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -470,22 +469,16 @@ def test_fast_dev_run_checks_the_wiring_at_a_token_size(tmp_path, monkeypatch) -
     monkeypatch.chdir(tmp_path)
     loaders = _loaders(num_train=1024, num_val=512)
 
-    def run(callbacks: list[pl.Callback]) -> float:
-        start = time.perf_counter()
-        _trainer(tmp_path, callbacks, fast_dev_run=True, logger=CSVLogger(tmp_path)).fit(
-            UserNet(hidden=64), *loaders
-        )
-        return time.perf_counter() - start
-
-    run([])  # warm-up: imports and first-call costs
-    baseline = run([])
+    # The token size is checked by what was spent (steps, probes, samples), not by wall time:
+    # timings belong in benchmarks/.
     full = [
         HessianSpectrum(num_iters=128, num_probes=4, trace_probes=32, loss_fn=_loss),
         PruningLimit(epsilon_batch_size=16, zero_curvature=True),
         SparsitySweep(batch_to_xy=_xy),
     ]
-    with_callbacks = run(full)
-    assert with_callbacks < 4 * baseline + 1.0, (with_callbacks, baseline)
+    _trainer(tmp_path, full, fast_dev_run=True, logger=CSVLogger(tmp_path)).fit(
+        UserNet(hidden=64), *loaders
+    )
     assert full[0].spectrum.num_iters <= 4 and full[0].spectrum.num_probes == 1
     assert full[1].zero_curvature_estimate is not None
     assert len(full[1].zero_curvature_estimate.indices) == 2
