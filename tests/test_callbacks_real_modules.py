@@ -18,7 +18,7 @@ import pytest
 import torch
 import torchmetrics
 from _lightning_helpers import digits
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -519,7 +519,9 @@ def test_each_stage_shows_a_bar_when_bars_are_on(tmp_path, capfd) -> None:
         PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=2),
         SparsitySweep(sparsities=(0.5,), refine_steps=0, loss_fn=_loss, batch_to_xy=_xy),
     ]
-    _trainer(tmp_path, callbacks, max_epochs=1, enable_progress_bar=True).fit(
+    # TQDM explicitly: Lightning picks Rich when it is installed (e.g. with the optuna extra)
+    bar = TQDMProgressBar()
+    _trainer(tmp_path, [*callbacks, bar], max_epochs=1, enable_progress_bar=True).fit(
         UserNet(), *_loaders()
     )
     out, err = capfd.readouterr()

@@ -20,7 +20,6 @@ from lightning_prunelimit.app.checkpoint_io import AtomicCheckpointIO
 from lightning_prunelimit.app.console import EpochLines
 from lightning_prunelimit.app.divergence import StopOnNonFiniteLoss
 from lightning_prunelimit.app.instantiate import instantiate_group, instantiate_node
-from lightning_prunelimit.app.resume import FinishTrainingOnResume
 from lightning_prunelimit.app.timing import StageTimings, TrainEndClock
 from lightning_prunelimit.app.validation import ConfigError, validate_config
 
@@ -103,11 +102,10 @@ def _run_stages(
             logger.log_hyperparams(config)
         ordered, clocks = _with_clocks(training_callbacks, timings)
         guard = StopOnNonFiniteLoss(_divergence_settings(cfg))
-        resuming = [FinishTrainingOnResume()] if resume else []
         trainer = instantiate_node(
             cfg.trainer,
             "trainer",
-            callbacks=[guard, *ordered, *console("epoch"), *resuming],
+            callbacks=[guard, *ordered, *console("epoch")],
             logger=loggers,
             plugins=[AtomicCheckpointIO()],
             enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in ordered),

@@ -4,8 +4,8 @@
 ``(inputs, targets)`` on the module's device:
 
 * the source is the training loader (``trainer.train_dataloader``, else the one the
-  ``LightningModule`` or ``LightningDataModule`` defines, asked through the fit loop's data
-  source ``trainer.fit_loop._data_source``), or for ``split="val"`` the validation loader
+  ``LightningModule`` or ``LightningDataModule`` defines or ``fit`` was given, before Lightning
+  loads it: ``_lightning_internals.defined_loader``), or for ``split="val"`` the validation loader
   (``trainer.val_dataloaders``, else the one defined), falling back to the training data when
   there is none;
 * for a map-style ``DataLoader`` the sample is the whole dataset in index order, or
@@ -35,6 +35,7 @@ from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
+from lightning_prunelimit.callbacks._lightning_internals import defined_loader
 from lightning_prunelimit.callbacks._lookup import BatchToXY
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,15 +89,6 @@ def _single_loader(loaders: Any, what: str) -> Any:
     return loaders
 
 
-def _defined_loader(trainer: pl.Trainer, split: str) -> Any:
-    """The loader the LightningModule / LightningDataModule defines for ``split`` (or None)."""
-    loop = trainer.fit_loop if split == "train" else trainer.fit_loop.epoch_loop.val_loop
-    source = loop._data_source
-    if source.instance is None or not source.is_defined():
-        return None
-    return source.dataloader()
-
-
 def _training_loader(trainer: pl.Trainer, augment: bool) -> Any:
     datamodule = trainer.datamodule
     if not augment and datamodule is not None and hasattr(datamodule, "augment"):
@@ -104,7 +96,7 @@ def _training_loader(trainer: pl.Trainer, augment: bool) -> Any:
     else:
         loader = trainer.train_dataloader
         if loader is None:
-            loader = _defined_loader(trainer, "train")
+            loader = defined_loader(trainer, "train")
     if loader is None:
         raise ValueError(
             "no training data found: call these callbacks inside trainer.fit(model, ...) with "
@@ -116,7 +108,7 @@ def _training_loader(trainer: pl.Trainer, augment: bool) -> Any:
 def _validation_loader(trainer: pl.Trainer) -> Any:
     loader = trainer.val_dataloaders
     if loader is None:
-        loader = _defined_loader(trainer, "val")
+        loader = defined_loader(trainer, "val")
     if loader is None or (isinstance(loader, (list, tuple, dict)) and not loader):
         return None
     loader = _single_loader(loader, "validation")

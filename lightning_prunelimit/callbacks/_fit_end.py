@@ -23,10 +23,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from lightning_prunelimit.callbacks._fit_checks import launched_in_workers
+from lightning_prunelimit.callbacks._lightning_internals import (
+    last_checkpoint_step,
+    launched_in_workers,
+    put_callback_metrics,
+)
 from lightning_prunelimit.callbacks._lookup import training_point
 
 __all__ = ["FitEndCallback", "is_final_training_batch"]
@@ -36,25 +39,34 @@ def _reached(current: int, maximum: int | None) -> bool:
     return maximum is not None and maximum != -1 and current >= maximum
 
 
-def is_final_training_batch(trainer: pl.Trainer) -> bool:
-    """Whether the training batch that just ended is the last one of this ``fit``.
+def _can_stop_early(trainer: pl.Trainer) -> bool:
+    """Whether ``min_epochs`` and ``min_steps`` allow a requested stop to end the fit now."""
+    min_epochs, min_steps = trainer.min_epochs, trainer.min_steps
+    met_epochs = not min_epochs or trainer.current_epoch >= min_epochs
+    met_steps = not min_steps or trainer.global_step >= min_steps
+    return met_epochs and met_steps
+
+
+def is_final_training_batch(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether the training batch ``batch_idx`` that just ended is the last one of this ``fit``.
 
     Call from ``on_train_batch_end``. ``max_time`` and stops requested after the batch (e.g.
     ``EarlyStopping`` at validation) cannot be foreseen: they end the fit without a final batch.
+    Uses only public Trainer state: ``global_step``, ``max_steps``, ``should_stop``,
+    ``min_epochs``/``min_steps``, ``is_last_batch``, ``num_training_batches``,
+    ``current_epoch`` and ``max_epochs``.
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> is_final_training_batch(pl.Trainer(max_steps=0, logger=False))
+        >>> is_final_training_batch(pl.Trainer(max_steps=0, logger=False), 0)
         True
     """
-    fit_loop = trainer.fit_loop
-    if _reached(trainer.global_step, fit_loop.max_steps):
+    if _reached(trainer.global_step, trainer.max_steps):
         return True
-    if trainer.should_stop and fit_loop._can_stop_early:
+    if trainer.should_stop and _can_stop_early(trainer):
         return True
-    if not fit_loop.epoch_loop._num_ready_batches_reached():
-        return False
-    return _reached(fit_loop.epoch_progress.current.processed + 1, fit_loop.max_epochs)
+    last_in_epoch = trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches
+    return last_in_epoch and _reached(trainer.current_epoch + 1, trainer.max_epochs)
 
 
 class FitEndCallback(pl.Callback):
@@ -160,7 +172,7 @@ class FitEndCallback(pl.Callback):
         batch_idx: int,
     ) -> None:
         """After the last training batch of the fit: compute (unless already done)."""
-        if is_final_training_batch(trainer):
+        if is_final_training_batch(trainer, batch_idx):
             self._ensure(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -176,9 +188,7 @@ class FitEndCallback(pl.Callback):
             self._compute(trainer, pl_module)
             self._computed_late = True
         elif self._restored_step is not None:  # reused: the fit started with empty metrics
-            trainer.callback_metrics.update(
-                {key: torch.tensor(float(value)) for key, value in self.metrics().items()}
-            )
+            put_callback_metrics(trainer, self.metrics())
         group = [c for c in trainer.callbacks if isinstance(c, FitEndCallback)]
         if group and group[-1] is self and any(c._computed_late for c in group):
             for callback in group:
@@ -193,7 +203,7 @@ def _refresh_last_checkpoints(trainer: pl.Trainer) -> None:
     written = False
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "last_model_path", "")
-        if path and getattr(callback, "_last_global_step_saved", None) == trainer.global_step:
+        if path and last_checkpoint_step(callback) == trainer.global_step:
             trainer.save_checkpoint(path, weights_only=bool(callback.save_weights_only))
             written = True
     if not written and trainer.checkpoint_callbacks and trainer.global_step > 0:
