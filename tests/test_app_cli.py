@@ -298,6 +298,36 @@ def test_sigint_ends_with_status_130_and_an_interrupted_report(
 
 
 @pytest.mark.slow
+def test_sigterm_during_the_analysis_names_the_stage_and_resume_reruns_it(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    # A long trace (2,000 probes) after the Lanczos run: the signal lands inside the analysis.
+    args = [*TINY, "trainer.max_epochs=2", "callbacks.hessian_spectrum.trace_probes=2000"]
+    args.append(f"paths.data_dir={data_dir}")
+    process = start(args, cwd=tmp_path)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Hessian top eigenvalues: done in" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-3000:]
+    (run,) = _run_dirs(tmp_path)
+    assert stderr.strip().splitlines()[-1] == (
+        f"prunelimit: interrupted by SIGTERM in stage spectrum; continue with: "
+        f"prunelimit resume={run}"
+    )
+    report = JobReport.read(run / "report.json")
+    assert (report.status, report.stage, report.prediction) == ("interrupted", "spectrum", None)
+
+    resumed = prunelimit(["resume=" + str(run)], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = JobReport.read(run / "report.json")
+    assert report.status == "completed" and report.job["resumed"] == 1
+    assert report.prediction is not None and report.actual is not None
+
+
+@pytest.mark.slow
 def test_a_diverging_run_stops_in_its_first_epoch_with_the_keys_to_change(
     tmp_path: Path, data_dir: Path
 ) -> None:

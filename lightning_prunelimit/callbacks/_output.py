@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
@@ -37,6 +38,7 @@ __all__ = [
     "progress_bar",
     "save_figure",
     "stage",
+    "stop_if_asked",
 ]
 
 
@@ -230,11 +232,31 @@ def progress_bar(
         bar.close()
 
 
+def stop_if_asked(trainer: pl.Trainer) -> None:
+    """Stop the fit-end work once the process received SIGTERM, as Lightning stops training.
+
+    Lightning's SIGTERM handler only sets ``trainer.received_sigterm``; its loops check it
+    between batches. The fit-end stages call this between Hessian-vector products and
+    evaluations, and raise Lightning's ``SIGTERMException`` (a ``SystemExit``) with status
+    143 (128 + SIGTERM), so the fit ends through ``on_exception`` and the process exits
+    within one product. (SIGINT needs no check: Python raises ``KeyboardInterrupt`` at once.)
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> stop_if_asked(pl.Trainer(logger=False, enable_progress_bar=False))
+    """
+    if trainer.received_sigterm:
+        raise SIGTERMException(128 + signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def stage(
     trainer: pl.Trainer, total: int, description: str
 ) -> Iterator[Callable[[int, int], None]]:
     """A :func:`progress_bar` that, when bars are off, logs one line with its duration instead.
+
+    Each ``progress`` call first checks for SIGTERM (:func:`stop_if_asked`), so a stage that
+    reports its progress after each product or evaluation stops within one of them.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -242,8 +264,14 @@ def stage(
         >>> with stage(trainer, 2, "Sparsity sweep") as progress:
         ...     progress(2, 2)
     """
+    stop_if_asked(trainer)
     start = time.perf_counter()
-    with progress_bar(trainer, total, description) as progress:
+    with progress_bar(trainer, total, description) as show:
+
+        def progress(step: int, total: int) -> None:
+            stop_if_asked(trainer)
+            show(step, total)
+
         yield progress
     if not _bars_on(trainer):
         rank_zero_info(f"{description}: done in {time.perf_counter() - start:.1f} s")
