@@ -219,7 +219,7 @@ MISTAKES = {
     ),
     "amount='predicted' without PruningLimit": (
         UserNet,
-        lambda: [GlobalOneShotPruning("predicted", apply_at_epoch=1)],
+        lambda: [GlobalOneShotPruning(amount="predicted", apply_at_epoch=1)],
         ValueError,
         "needs a PruningLimit callback",
     ),
@@ -228,7 +228,7 @@ MISTAKES = {
         lambda: [
             HessianSpectrum(loss_fn=_loss, batch_to_xy=_xy),
             PruningLimit(epsilon_batch_size=16),
-            GlobalOneShotPruning("predicted"),
+            GlobalOneShotPruning(amount="predicted"),
         ],
         ValueError,
         "has no prediction when training starts",
@@ -322,8 +322,38 @@ def test_the_same_setting_given_twice_differently_is_refused(tmp_path) -> None:
         PruningLimit(epsilon_batch_size=16, loss_fn=_loss),
     ]
     model = UserNet()
-    with pytest.raises(ValueError, match="loss_fn is given to several callbacks"):
+    with pytest.raises(ValueError, match="loss_fn differs between callbacks"):
         _trainer(tmp_path, callbacks).fit(model, *_loaders())
+    assert model.steps == 0
+
+
+def test_equal_losses_are_one_loss_and_different_ones_are_refused_naming_both(tmp_path) -> None:
+    same = [
+        HessianSpectrum(num_iters=4, top_k=1, trace_probes=2, loss_fn=nn.CrossEntropyLoss()),
+        PruningLimit(epsilon_batch_size=16),
+        SparsitySweep(refine_steps=0, loss_fn=nn.CrossEntropyLoss(), batch_to_xy=_xy),
+    ]
+    _trainer(tmp_path, same, max_epochs=1).fit(UserNet(), *_loaders())
+    assert same[1].prediction is not None and same[2].result is not None
+
+    different = [
+        HessianSpectrum(num_iters=4, loss_fn=nn.CrossEntropyLoss()),
+        PruningLimit(epsilon_batch_size=16),
+        SparsitySweep(loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1), batch_to_xy=_xy),
+    ]
+    model = UserNet()
+    with pytest.raises(ValueError, match="loss_fn differs between callbacks") as error:
+        _trainer(tmp_path, different).fit(model, *_loaders())
+    assert "HessianSpectrum has CrossEntropyLoss(" in str(error.value)
+    assert "SparsitySweep has CrossEntropyLoss(" in str(error.value)
+    assert "label_smoothing=0.1" in str(error.value)
+    assert model.steps == 0  # before the first training step
+    mse = [
+        HessianSpectrum(num_iters=4, loss_fn=nn.CrossEntropyLoss()),
+        SparsitySweep(loss_fn=nn.MSELoss(), batch_to_xy=_xy),
+    ]
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss\(.*MSELoss\("):
+        _trainer(tmp_path, mse).fit(model, *_loaders())
     assert model.steps == 0
 
 
@@ -417,8 +447,8 @@ def test_an_unforeseen_stop_rewrites_last_ckpt_with_the_results(tmp_path) -> Non
 def test_every_callback_under_each_precision(tmp_path, precision: str) -> None:
     callbacks = [
         *_small_callbacks(loss_fn=_loss, batch_to_xy=_xy),
-        GlobalOneShotPruning(0.3, apply_at_epoch=1),
-        L1Regularization(1e-3),
+        GlobalOneShotPruning(amount=0.3, apply_at_epoch=1),
+        L1Regularization(strength=1e-3),
     ]
     try:
         trainer = _trainer(tmp_path, callbacks, precision=precision)

@@ -108,7 +108,7 @@ def test_loaders_defined_by_a_datamodule_are_built_on_request(tmp_path: Path) ->
 
 def test_the_step_of_the_last_checkpoint_is_the_final_step(tmp_path: Path) -> None:
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    assert last_checkpoint_step(checkpoint) is None or last_checkpoint_step(checkpoint) == 0
+    assert last_checkpoint_step(checkpoint) == 0
     trainer = _trainer(tmp_path, max_epochs=2, callbacks=[checkpoint], enable_checkpointing=True)
     trainer.fit(Tiny(), _loader(8))
     assert trainer.global_step == 4

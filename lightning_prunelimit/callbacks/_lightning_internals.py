@@ -71,16 +71,15 @@ def defined_loader(trainer: pl.Trainer, split: str) -> Any:
     return source.dataloader()
 
 
-def last_checkpoint_step(callback: ModelCheckpoint) -> int | None:
-    """The global step at which ``callback`` last saved a checkpoint (None before any).
+def last_checkpoint_step(callback: ModelCheckpoint) -> int:
+    """The global step at which ``callback`` last saved a checkpoint (0 before any).
 
     Example:
         >>> from lightning.pytorch.callbacks import ModelCheckpoint
-        >>> last_checkpoint_step(ModelCheckpoint()) is None
-        True
+        >>> last_checkpoint_step(ModelCheckpoint())
+        0
     """
-    step = getattr(callback, "_last_global_step_saved", None)
-    return None if step is None or step < 0 else int(step)
+    return int(callback._last_global_step_saved)
 
 
 def launched_in_workers(trainer: pl.Trainer) -> bool:

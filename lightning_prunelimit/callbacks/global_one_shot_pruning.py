@@ -123,6 +123,7 @@ class GlobalOneShotPruning(pl.Callback):
 
     def __init__(
         self,
+        *,
         amount: float | str,
         apply_at_epoch: int | None = None,
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
@@ -234,7 +235,7 @@ class GlobalOneShotPruning(pl.Callback):
         """The scalars this callback logs (empty before pruning).
 
         Example:
-            >>> GlobalOneShotPruning(0.5).metrics()
+            >>> GlobalOneShotPruning(amount=0.5).metrics()
             {}
         """
         if self.report is None or self.applied_amount is None:
@@ -296,7 +297,9 @@ class GlobalOneShotPruning(pl.Callback):
         """Check, before the first training step, that there is something to prune and an amount."""
         prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         if self.amount == PREDICTED and self.apply_at_epoch is None and not self._restored:
-            limit = require_callback(trainer, PruningLimit, "GlobalOneShotPruning('predicted')")
+            limit = require_callback(
+                trainer, PruningLimit, "GlobalOneShotPruning(amount='predicted')"
+            )
             if limit.prediction is None:
                 raise ValueError(
                     "amount='predicted' but the PruningLimit has no prediction when training "

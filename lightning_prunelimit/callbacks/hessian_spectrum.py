@@ -171,6 +171,7 @@ class HessianSpectrum(FitEndCallback):
 
     def __init__(
         self,
+        *,
         num_iters: int | str = "auto",
         num_probes: int = 4,
         num_samples: int | None = None,

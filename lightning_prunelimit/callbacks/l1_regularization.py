@@ -58,6 +58,7 @@ class L1Regularization(pl.Callback):
 
     def __init__(
         self,
+        *,
         strength: float,
         parameter_names: Sequence[str] = ("weight", "bias"),
         include_norm_layers: bool = False,
@@ -94,7 +95,7 @@ class L1Regularization(pl.Callback):
         Example:
             >>> import torch
             >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-            >>> [name for name, _, _ in L1Regularization(1e-4).selected_parameters(model)]
+            >>> [name for name, _, _ in L1Regularization(strength=1e-4).selected_parameters(model)]
             ['0.weight', '0.bias']
         """
         seen: set[int] = set()  # a parameter shared by several modules is regularised once
@@ -118,7 +119,7 @@ class L1Regularization(pl.Callback):
             >>> layer = torch.nn.Linear(2, 1)
             >>> with torch.no_grad():
             ...     _ = layer.weight.copy_(torch.tensor([[1.0, -2.0]])), layer.bias.fill_(0.5)
-            >>> L1Regularization(1e-4).l1_norm(layer)
+            >>> L1Regularization(strength=1e-4).l1_norm(layer)
             3.5
         """
         total = 0.0

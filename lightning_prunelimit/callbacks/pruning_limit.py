@@ -141,10 +141,10 @@ class PruningLimit(FitEndCallback):
 
     def __init__(
         self,
+        *,
         epsilon: float | str = "batch_loss_std",
         zero_curvature: bool = False,
         negative: str = "abs",
-        *,
         epsilon_batch_size: int = DEFAULT_EPSILON_BATCH_SIZE,
         num_quantiles: int = 100,
         zero_tolerance: float = DEFAULT_ZERO_ROW_TOLERANCE,

@@ -131,11 +131,11 @@ class SparsitySweep(FitEndCallback):
 
     def __init__(
         self,
+        *,
         sparsities: Sequence[float] | None = None,
         metric: str = "accuracy",
         tolerance: float = 0.0,
         refine_steps: int = 8,
-        *,
         num_samples: int | None = None,
         seed: int = 0,
         loss_fn: LossFn | None = None,
