@@ -155,7 +155,7 @@ def test_resume_mid_fine_tuning_into_a_fresh_module_keeps_the_masks(tmp_path, mo
     def no_new_masks(*args, **kwargs):
         raise AssertionError("the resumed run must reuse the saved masks, not prune again")
 
-    monkeypatch.setattr(global_one_shot_pruning, "global_magnitude_masks", no_new_masks)
+    monkeypatch.setattr(global_one_shot_pruning, "prune_globally", no_new_masks)
     resumed_model = TinyClassifier(hidden=8, momentum=0.9, weight_decay=0.01, seed=123)
     resumed = GlobalOneShotPruning(amount=0.8, make_pruning_permanent=False)
     probe = _ZerosStayZero(resumed)

@@ -321,9 +321,10 @@ def _count_prunable(model: torch.nn.Module) -> int:
 
 
 def _prune_now(model: torch.nn.Module, amount: float, parameter_names: Sequence[str]) -> None:
-    from lightning_prunelimit.pruning import apply_masks, global_magnitude_masks, remove_masks
+    """Prune as ``GlobalOneShotPruning`` does (its core call), then make the zeros permanent."""
+    from lightning_prunelimit.pruning import prune_globally, remove_masks
 
-    apply_masks(model, global_magnitude_masks(model, amount, parameter_names=parameter_names))
+    prune_globally(model, amount, parameter_names=parameter_names)
     remove_masks(model)
 
 

@@ -30,9 +30,12 @@ from lightning_prunelimit.pruning.apply import (
     apply_masks,
     make_pruning_permanent,
     masks_from_model,
+    prune_globally,
     remove_masks,
 )
+from lightning_prunelimit.pruning.coordinates import check_parameters_covered, prunable_coordinates
 from lightning_prunelimit.pruning.evaluation import evaluate_model
+from lightning_prunelimit.pruning.l1 import l1_norm, l1_parameters
 from lightning_prunelimit.pruning.masked_weights import MaskedWeights
 from lightning_prunelimit.pruning.masks import check_amount, global_magnitude_masks, num_to_prune
 from lightning_prunelimit.pruning.parameters import (
@@ -52,6 +55,7 @@ from lightning_prunelimit.pruning.refit import (
 from lightning_prunelimit.pruning.reparametrization import (
     MASK_SUFFIX,
     ORIG_SUFFIX,
+    align_pruning_keys,
     fold_pruned_entries,
     is_pruned,
     mask_name,
@@ -75,9 +79,11 @@ __all__ = [
     "SparsityReport",
     "SparsitySweepResult",
     "actual_pruning_limit",
+    "align_pruning_keys",
     "apply_masks",
     "check_amount",
     "check_parameter_names",
+    "check_parameters_covered",
     "check_search_settings",
     "check_sparsities",
     "check_refit_lr",
@@ -86,6 +92,8 @@ __all__ = [
     "fold_pruned_entries",
     "global_magnitude_masks",
     "is_pruned",
+    "l1_norm",
+    "l1_parameters",
     "make_pruning_permanent",
     "mask_name",
     "masks_from_model",
@@ -93,7 +101,9 @@ __all__ = [
     "orig_name",
     "parameter_key",
     "plain_parameter_name",
+    "prunable_coordinates",
     "prunable_parameters",
+    "prune_globally",
     "pruned_names",
     "refit_kept_weights",
     "remove_masks",
