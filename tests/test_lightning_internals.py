@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_prunelimit.callbacks._lightning_internals import (
@@ -121,3 +122,28 @@ def test_strategies_that_start_their_own_processes_are_recognised(tmp_path: Path
     spawn = _trainer(tmp_path, strategy="ddp_spawn", devices=2)  # no process starts before fit
     assert launched_in_workers(spawn)
     assert not launched_in_workers(_trainer(tmp_path, strategy="ddp", devices=2))
+
+
+def test_a_resume_with_nothing_left_to_train_computes_and_rewrites_its_last_ckpt(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    from lightning_prunelimit import HessianSpectrum
+
+    def checkpoint() -> ModelCheckpoint:
+        return ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+
+    first = checkpoint()
+    _trainer(tmp_path, max_epochs=2, callbacks=[first], enable_checkpointing=True).fit(
+        Tiny(), _loader(8)
+    )
+    last = Path(first.last_model_path)
+    spectrum = HessianSpectrum(num_iters=4, top_k=1, trace_probes=2, loss_fn=nn.CrossEntropyLoss())
+    resumed = _trainer(
+        tmp_path, max_epochs=2, callbacks=[spectrum, checkpoint()], enable_checkpointing=True
+    )
+    resumed.fit(Tiny(), _loader(8), ckpt_path=str(last))
+    assert resumed.global_step == 4 and spectrum.spectrum is not None  # computed in on_fit_end
+    saved = torch.load(last, weights_only=False)
+    assert saved["global_step"] == 4
+    assert saved["callbacks"][spectrum.state_key]["spectrum"] is not None
+    assert not [w for w in recwarn if "no checkpoint holds them" in str(w.message)]

@@ -20,6 +20,7 @@ at: a resume that takes no step reuses them; any other recomputes at its own end
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -92,6 +93,7 @@ class FitEndCallback(pl.Callback):
         self._computed_at: tuple[int, int] | None = None
         self._restored_step: int | None = None
         self._computed_late = False
+        self._trained_this_fit = False
 
     # -- to implement -----------------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class FitEndCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start a new fit (results of earlier fits are not reused) and check the wiring."""
         self._fit_index += 1
+        self._trained_this_fit = False
         self._check_fit(trainer, pl_module)
         if launched_in_workers(trainer) and trainer.is_global_zero:
             names = ", ".join(f"{type(self).__name__}.{n}" for n in self._result_names)
@@ -162,6 +165,10 @@ class FitEndCallback(pl.Callback):
                 "callback.load_state_dict(torch.load(path, weights_only=False)['callbacks']"
                 "[callback.state_key]); or use strategy='ddp' (processes launched by the script)"
             )
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Training runs in this fit (a resumed fit with nothing left to train skips it)."""
+        self._trained_this_fit = True
 
     def on_train_batch_end(
         self,
@@ -193,17 +200,28 @@ class FitEndCallback(pl.Callback):
         if group and group[-1] is self and any(c._computed_late for c in group):
             for callback in group:
                 callback._computed_late = False
-            _refresh_last_checkpoints(trainer)
+            _refresh_last_checkpoints(trainer, trained=self._trained_this_fit)
 
 
-def _refresh_last_checkpoints(trainer: pl.Trainer) -> None:
-    """Rewrite the ``last.ckpt`` files written at this step so that they hold the results."""
+def _resumed_from(trainer: pl.Trainer, path: str) -> bool:
+    """Whether this fit resumed from ``path`` (then, with no step taken, it is at this step)."""
+    resumed = trainer.ckpt_path
+    return bool(resumed) and Path(resumed).resolve() == Path(path).resolve()
+
+
+def _refresh_last_checkpoints(trainer: pl.Trainer, *, trained: bool) -> None:
+    """Rewrite the ``last.ckpt`` files written at this step so that they hold the results.
+
+    That is a ``last.ckpt`` saved at the current global step, or the one a resumed fit that had
+    nothing left to train started from (it holds this very step).
+    """
     if trainer.fast_dev_run or trainer.sanity_checking:
         return
     written = False
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "last_model_path", "")
-        if path and last_checkpoint_step(callback) == trainer.global_step:
+        at_this_step = last_checkpoint_step(callback) == trainer.global_step
+        if path and (at_this_step or (not trained and _resumed_from(trainer, path))):
             trainer.save_checkpoint(path, weights_only=bool(callback.save_weights_only))
             written = True
     if not written and trainer.checkpoint_callbacks and trainer.global_step > 0:
