@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightning_prunelimit.app.main import main
+from lightning_prunelimit.app.command_line.main import main
 
 if __name__ == "__main__":
     main()

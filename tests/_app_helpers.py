@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -33,17 +32,6 @@ FAST_JOB = (
     "callbacks.sparsity_sweep.refine_steps=2",
     "finetune_epochs=1",
 )
-
-
-@pytest.fixture(autouse=True)
-def clean_hydra_state() -> Iterator[None]:
-    """Leave no Hydra global state behind (Lightning's DDP launcher reads ``HydraConfig``).
-
-    Test modules that compose configs import this fixture, which makes it autouse there.
-    """
-    yield
-    GlobalHydra.instance().clear()
-    HydraConfig.instance().cfg = None
 
 
 def compose_hydra(overrides: Sequence[str] = ()) -> DictConfig:

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
+from _app_helpers import (
     FAST_JOB,
-    clean_hydra_state,
     compose_job,
     run_cli,
 )
@@ -206,6 +205,7 @@ def test_a_failed_job_leaves_a_report_with_its_error(tmp_path: Path) -> None:
     assert not (tmp_path / "dense.ckpt").exists()
 
 
+@pytest.mark.slow  # a subprocess running the job
 def test_console_script_runs_the_job(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "run"
     result = run_cli(
@@ -221,6 +221,7 @@ def test_console_script_runs_the_job(tmp_path: Path, data_dir: Path) -> None:
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow  # two subprocesses
 def test_python_m_prints_the_config_and_help_without_running(tmp_path: Path) -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "lightning_prunelimit", "--cfg", "job", "experiment=fc5_cifar10"],
@@ -238,6 +239,7 @@ def test_python_m_prints_the_config_and_help_without_running(tmp_path: Path) -> 
     assert "experiment: alexnet_cifar10, fc12_cifar10, fc5_cifar10" in helped.stdout
 
 
+@pytest.mark.slow  # one subprocess per case
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -297,9 +299,15 @@ def test_multirun_writes_a_sweep_summary_and_survives_a_failed_job(
     assert "strength" in rows[2]["error"] and rows[2]["predicted_sparsity"] == ""
     for row in rows[:2]:
         report = JobReport.read(sweep_dir / row["job"] / "report.json")
-        assert float(row["predicted_sparsity"]) == report.value("prediction.sparsity")
-        assert float(row["actual_sparsity_limit"]) == report.value("actual.sparsity_limit")
-        assert float(row["pruned_accuracy"]) == report.value("pruned.accuracy")
+        assert float(row["predicted_sparsity"]) == pytest.approx(
+            report.value("prediction.sparsity"), rel=1e-9
+        )
+        assert float(row["actual_sparsity_limit"]) == pytest.approx(
+            report.value("actual.sparsity_limit"), rel=1e-9
+        )
+        assert float(row["pruned_accuracy"]) == pytest.approx(
+            report.value("pruned.accuracy"), rel=1e-9
+        )
     markdown = (sweep_dir / "sweep_summary.md").read_text()
     assert markdown.count("| completed |") == 2 and markdown.count("| failed |") == 1
     assert (sweep_dir / "sweep_limits.png").read_bytes()[:4] == b"\x89PNG"

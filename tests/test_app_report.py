@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from lightning_prunelimit.app import REPORT_METRICS, JobReport, SweepSummary
-from lightning_prunelimit.app.report_figures import plot_sweep_limits, write_report_figures
-from lightning_prunelimit.app.sweep_summary import SUMMARY_COLUMNS
-from lightning_prunelimit.app.timing import StageTimings
+from lightning_prunelimit.app.figures.report_figures import plot_sweep_limits, write_report_figures
+from lightning_prunelimit.app.job.timing import StageTimings
+from lightning_prunelimit.app.reporting.sweep_summary import SUMMARY_COLUMNS
 
 
 def _report(**overrides: object) -> JobReport:
@@ -237,7 +237,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_file(
 ) -> None:
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from lightning_prunelimit.app.checkpoint_io import AtomicCheckpointIO
+    from lightning_prunelimit.app.trainer_extras.checkpoint_io import AtomicCheckpointIO
 
     target = tmp_path / "dense.ckpt"
     AtomicCheckpointIO().save_checkpoint({"epoch": 1}, target)

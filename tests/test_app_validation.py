@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
-    clean_hydra_state,
+from _app_helpers import (
     compose_job,
 )
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_prunelimit.app import ConfigError, JobReport, run_task, validate_config
-from lightning_prunelimit.app.interrupt import JobRefused
-from lightning_prunelimit.app.run_directory import RunDirectory
-from lightning_prunelimit.app.validation import check_no_checkpoints, check_resumable
+from lightning_prunelimit.app.command_line.interrupt import JobRefused
+from lightning_prunelimit.app.config.validation import check_no_checkpoints, check_resumable
+from lightning_prunelimit.app.run_dir.run_directory import RunDirectory
 
 
 @pytest.mark.parametrize(

@@ -6,19 +6,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 from _lightning_helpers import DigitsDataModule, TinyClassifier, make_trainer, read_metrics
 
 from lightning_prunelimit import HessianSpectrum, PruningLimit
 from lightning_prunelimit.callbacks.hessian_spectrum import AUTO_FALLBACK_ITERS
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data() -> DigitsDataModule:

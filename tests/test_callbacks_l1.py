@@ -34,7 +34,7 @@ def test_one_step_equals_the_l1_subgradient_step(tmp_path):
     model = TinyClassifier(lr=0.5, momentum=0.0)
     x, y = digits(64)
     expected = _manual_sgd_step(model, x, y, lr=0.5, strength=0.01)
-    trainer = make_trainer(tmp_path, [L1Regularization(0.01)], max_steps=1, logger=False)
+    trainer = make_trainer(tmp_path, [L1Regularization(strength=0.01)], max_steps=1, logger=False)
     trainer.fit(model, DigitsDataModule(num_train=64, batch_size=64))
     for name, param in model.named_parameters():
         torch.testing.assert_close(param.detach(), expected[name], rtol=0, atol=1e-12)
@@ -46,7 +46,11 @@ def test_added_once_per_step_with_gradient_accumulation(tmp_path):
     # two micro-batches of 32 accumulate (g1 + g2) / 2 = the gradient of the 64-sample mean
     expected = _manual_sgd_step(model, x, y, lr=0.5, strength=0.01)
     trainer = make_trainer(
-        tmp_path, [L1Regularization(0.01)], max_steps=1, logger=False, accumulate_grad_batches=2
+        tmp_path,
+        [L1Regularization(strength=0.01)],
+        max_steps=1,
+        logger=False,
+        accumulate_grad_batches=2,
     )
     trainer.fit(model, DigitsDataModule(num_train=64, batch_size=32))
     for name, param in model.named_parameters():
@@ -67,7 +71,11 @@ def test_gradient_clipping_sees_the_l1_term(tmp_path):
     assert scale < 1.0
     expected = [p - 0.5 * scale * t for p, t in zip(reference.parameters(), total)]
     trainer = make_trainer(
-        tmp_path, [L1Regularization(strength)], max_steps=1, logger=False, gradient_clip_val=clip
+        tmp_path,
+        [L1Regularization(strength=strength)],
+        max_steps=1,
+        logger=False,
+        gradient_clip_val=clip,
     )
     trainer.fit(model, DigitsDataModule(num_train=64, batch_size=64))
     for param, want in zip(model.parameters(), expected):
@@ -78,7 +86,7 @@ def test_zero_strength_changes_nothing(tmp_path):
     runs = []
     for strength in (0.0, None):
         model = TinyClassifier(lr=0.5)
-        callbacks = [L1Regularization(strength)] if strength is not None else []
+        callbacks = [L1Regularization(strength=strength)] if strength is not None else []
         make_trainer(tmp_path, callbacks, max_steps=3, logger=False).fit(
             model, DigitsDataModule(num_train=192)
         )
@@ -89,12 +97,20 @@ def test_zero_strength_changes_nothing(tmp_path):
 
 def test_selection_skips_norm_layers_unless_asked():
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.LayerNorm(3), nn.Linear(3, 2))
-    default = [n for n, _, _ in L1Regularization(1e-3).selected_parameters(model)]
+    default = [n for n, _, _ in L1Regularization(strength=1e-3).selected_parameters(model)]
     assert default == ["0.weight", "0.bias", "3.weight", "3.bias"]
-    weights = [n for n, _, _ in L1Regularization(1e-3, ("weight",)).selected_parameters(model)]
+    weights = [
+        n
+        for n, _, _ in L1Regularization(
+            strength=1e-3, parameter_names=("weight",)
+        ).selected_parameters(model)
+    ]
     assert weights == ["0.weight", "3.weight"]
     everything = [
-        n for n, _, _ in L1Regularization(1e-3, include_norm_layers=True).selected_parameters(model)
+        n
+        for n, _, _ in L1Regularization(
+            strength=1e-3, include_norm_layers=True
+        ).selected_parameters(model)
     ]
     assert everything == [
         "0.weight",
@@ -113,7 +129,7 @@ def test_pruned_entries_receive_no_l1_term():
     layer = nn.Linear(4, 3)
     mask = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
     prune.custom_from_mask(layer, "weight", mask)
-    callback = L1Regularization(0.1, ("weight",))
+    callback = L1Regularization(strength=0.1, parameter_names=("weight",))
     ((name, param, found_mask),) = list(callback.selected_parameters(layer))
     assert name == "weight" and param is layer.weight_orig
     assert torch.equal(found_mask.bool(), mask)
@@ -127,7 +143,7 @@ def test_pruned_entries_receive_no_l1_term():
 
 def test_logs_norm_and_penalty_every_epoch(tmp_path):
     model = TinyClassifier(lr=0.2)
-    callback = L1Regularization(1e-3)
+    callback = L1Regularization(strength=1e-3)
     trainer = make_trainer(tmp_path, [callback], max_epochs=3)
     trainer.fit(model, DigitsDataModule(num_train=128))
     metrics = read_metrics(trainer.logger)
@@ -141,10 +157,10 @@ def test_l1_shrinks_the_weights(tmp_path):
     norms = []
     for strength in (0.0, 0.02):
         model = TinyClassifier(lr=0.2)
-        make_trainer(tmp_path, [L1Regularization(strength)], max_epochs=4, logger=False).fit(
-            model, DigitsDataModule(num_train=256)
-        )
-        norms.append(L1Regularization(strength).l1_norm(model))
+        make_trainer(
+            tmp_path, [L1Regularization(strength=strength)], max_epochs=4, logger=False
+        ).fit(model, DigitsDataModule(num_train=256))
+        norms.append(L1Regularization(strength=strength).l1_norm(model))
     assert norms[1] < 0.8 * norms[0]
 
 
@@ -175,7 +191,7 @@ def test_mixed_precision_gradients_are_unscaled_before_the_term_is_added(tmp_pat
         scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
         trainer = make_trainer(
             tmp_path,
-            [L1Regularization(strength)],
+            [L1Regularization(strength=strength)],
             max_steps=1,
             logger=False,
             plugins=[MixedPrecision("16-mixed", "cpu", scaler)],

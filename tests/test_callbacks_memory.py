@@ -24,7 +24,7 @@ def _live_tensors() -> int:
 
 def test_repeated_fits_do_not_grow_memory(tmp_path):
     callbacks = [
-        L1Regularization(1e-4),
+        L1Regularization(strength=1e-4),
         GlobalOneShotPruning(amount=0.3),
         HessianSpectrum(num_iters=4, top_k=1, top_iters=4, trace_probes=2),
         PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=4),

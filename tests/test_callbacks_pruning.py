@@ -155,7 +155,7 @@ def test_resume_mid_fine_tuning_into_a_fresh_module_keeps_the_masks(tmp_path, mo
     def no_new_masks(*args, **kwargs):
         raise AssertionError("the resumed run must reuse the saved masks, not prune again")
 
-    monkeypatch.setattr(global_one_shot_pruning, "global_magnitude_masks", no_new_masks)
+    monkeypatch.setattr(global_one_shot_pruning, "prune_globally", no_new_masks)
     resumed_model = TinyClassifier(hidden=8, momentum=0.9, weight_decay=0.01, seed=123)
     resumed = GlobalOneShotPruning(amount=0.8, make_pruning_permanent=False)
     probe = _ZerosStayZero(resumed)
@@ -241,7 +241,7 @@ def test_predicted_amount_applied_at_an_epoch_in_one_trainer(tmp_path):
 def test_verbose_reports_global_and_per_layer_sparsity(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         make_trainer(
-            tmp_path, [GlobalOneShotPruning(0.5, verbose=2)], max_epochs=1, logger=False
+            tmp_path, [GlobalOneShotPruning(amount=0.5, verbose=2)], max_epochs=1, logger=False
         ).fit(TinyClassifier(hidden=8), DigitsDataModule(num_train=32))
     lines = [r.getMessage() for r in caplog.records if "GlobalOneShotPruning" in r.getMessage()]
     assert lines[0].startswith(f"GlobalOneShotPruning: pruned {round(0.5 * NUM_WEIGHTS)}/592")
@@ -251,7 +251,10 @@ def test_verbose_reports_global_and_per_layer_sparsity(tmp_path, caplog):
 
 def test_predicted_without_a_pruning_limit_is_a_clear_error(tmp_path):
     trainer = make_trainer(
-        tmp_path, [GlobalOneShotPruning("predicted", apply_at_epoch=0)], max_epochs=1, logger=False
+        tmp_path,
+        [GlobalOneShotPruning(amount="predicted", apply_at_epoch=0)],
+        max_epochs=1,
+        logger=False,
     )
     with pytest.raises(ValueError, match="needs a PruningLimit callback"):
         trainer.fit(TinyClassifier(hidden=8), DigitsDataModule(num_train=32))
@@ -259,7 +262,7 @@ def test_predicted_without_a_pruning_limit_is_a_clear_error(tmp_path):
 
 def test_predicted_without_a_prediction_at_fit_start_is_a_clear_error(tmp_path):
     callbacks = [
-        GlobalOneShotPruning("predicted"),
+        GlobalOneShotPruning(amount="predicted"),
         PruningLimit(epsilon_batch_size=16),
         HessianSpectrum(num_iters=2),
     ]
@@ -269,7 +272,7 @@ def test_predicted_without_a_prediction_at_fit_start_is_a_clear_error(tmp_path):
 
 
 def test_nothing_to_prune_is_a_clear_error(tmp_path):
-    trainer = make_trainer(tmp_path, [GlobalOneShotPruning(0.5)], max_epochs=1, logger=False)
+    trainer = make_trainer(tmp_path, [GlobalOneShotPruning(amount=0.5)], max_epochs=1, logger=False)
     with pytest.raises(ValueError, match="no Linear or Conv weights to prune"):
         trainer.fit(NoPrunable(), DigitsDataModule(num_train=32))
 
@@ -293,5 +296,5 @@ def test_bad_arguments(kwargs, error, match):
 
 
 def test_state_keys_tell_instances_apart():
-    assert GlobalOneShotPruning(0.5).state_key != GlobalOneShotPruning(0.6).state_key
-    assert GlobalOneShotPruning(0.5).state_key == GlobalOneShotPruning(0.5).state_key
+    assert GlobalOneShotPruning(amount=0.5).state_key != GlobalOneShotPruning(amount=0.6).state_key
+    assert GlobalOneShotPruning(amount=0.5).state_key == GlobalOneShotPruning(amount=0.5).state_key

@@ -90,7 +90,7 @@ def test_every_point_matches_brute_force_pruning_and_the_model_is_untouched(tmp_
 
 def test_a_pruned_model_is_swept_and_restored_exactly(tmp_path):
     model = TinyClassifier(hidden=8)
-    pruning = GlobalOneShotPruning(0.5, make_pruning_permanent=False)
+    pruning = GlobalOneShotPruning(amount=0.5, make_pruning_permanent=False)
     sweep = SparsitySweep(sparsities=(0.25, 0.5, 0.75), refine_steps=3)
     snapshot = _Snapshot()
     make_trainer(tmp_path, [pruning, snapshot, sweep], max_epochs=2, logger=False).fit(

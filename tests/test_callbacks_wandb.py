@@ -24,8 +24,8 @@ def test_wandb_and_tensorboard_receive_the_scalars_and_wandb_the_media(tmp_path,
     csv_logger = CSVLogger(str(tmp_path), name="csv")
     tb_logger = TensorBoardLogger(str(tmp_path), name="tb")
     callbacks = [
-        L1Regularization(1e-4),
-        GlobalOneShotPruning(0.4, make_pruning_permanent=False),
+        L1Regularization(strength=1e-4),
+        GlobalOneShotPruning(amount=0.4, make_pruning_permanent=False),
         HessianSpectrum(num_iters=6, top_k=2, top_iters=6, trace_probes=2),
         PruningLimit(epsilon_batch_size=16),
         SparsitySweep(sparsities=(0.5, 0.9), refine_steps=1),

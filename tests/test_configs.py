@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from _app_helpers import (  # noqa: F401 (clean_hydra_state: autouse fixture)
+from _app_helpers import (
     CONF,
-    clean_hydra_state,
     compose_hydra,
     compose_job,
 )

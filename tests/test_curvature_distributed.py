@@ -21,6 +21,8 @@ from lightning_prunelimit.curvature import (
     stochastic_lanczos_quadrature,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Rank 0 gets one batch (120 samples), rank 1 three (240): a plain average of the two ranks'
 # operators would be wrong, only the sample-weighted one is right.
 RANK_BATCHES = ((0,), (1, 2, 3))
@@ -59,17 +61,10 @@ def worker(
         dist.destroy_process_group()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # 8 s on an idle 2-core machine (mostly the two workers importing torch), 11-13 s under load.
+@pytest.mark.slow  # two spawned processes
 def test_two_ranks_with_disjoint_batches_equal_one_process_on_all(tmp_path: Path) -> None:
-    from test_curvature_problems import digits_batches, tanh_mlp
+    from _curvature_problems import digits_batches, tanh_mlp
 
     model, batches = tanh_mlp(), digits_batches()
     rendezvous = f"file://{tmp_path / 'rendezvous'}"

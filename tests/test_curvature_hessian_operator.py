@@ -6,20 +6,20 @@ import math
 
 import pytest
 import torch
-from test_curvature_problems import (
+from _curvature_problems import (
     PROBLEM_NAMES,
     Problem,
     build_problem,
     digits_batches,
     exact_hessian,
-    one_thread,  # noqa: F401  (autouse fixture)
-    problem_fixture,  # noqa: F401  (the `problem` fixture)
     tanh_mlp,
 )
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_prunelimit.curvature import BACKENDS, HessianOperator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 cross_entropy = nn.functional.cross_entropy
 

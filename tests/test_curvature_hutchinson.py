@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_curvature_problems import (
-    Problem,
-    one_thread,  # noqa: F401  (autouse fixture)
-    problem_fixture,  # noqa: F401  (the `problem` fixture)
-)
+from _curvature_problems import Problem
 from torch import nn
 
 from lightning_prunelimit.curvature import DenseOperator, HessianOperator, hutchinson_trace
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_estimate_is_within_four_standard_errors_of_the_exact_trace(problem: Problem) -> None:

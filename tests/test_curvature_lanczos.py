@@ -6,24 +6,18 @@ import json
 
 import pytest
 import torch
-from test_curvature_problems import one_thread  # noqa: F401  (autouse fixture)
+from _curvature_problems import three_level_diagonal
 from torch import Tensor
 
 from lightning_prunelimit.curvature import DenseOperator, LanczosResult, lanczos
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_symmetric(dim: int, seed: int) -> Tensor:
     generator = torch.Generator().manual_seed(seed)
     a = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
     return (a + a.T) / 2
-
-
-def three_level_diagonal() -> tuple[Tensor, dict[float, int]]:
-    """dim 50 with eigenvalues -1 (x10), 0.5 (x25), 4 (x15), shuffled along the diagonal."""
-    counts = {-1.0: 10, 0.5: 25, 4.0: 15}
-    values = torch.cat([torch.full((n,), v, dtype=torch.float64) for v, n in counts.items()])
-    order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
-    return torch.diag(values[order]), counts
 
 
 def test_breakdown_on_few_distinct_eigenvalues_gives_the_exact_set_and_weights() -> None:

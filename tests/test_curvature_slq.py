@@ -24,12 +24,7 @@ import math
 
 import pytest
 import torch
-from test_curvature_problems import (
-    Problem,
-    build_problem,
-    exact_hessian,
-    one_thread,  # noqa: F401  (autouse fixture)
-)
+from _curvature_problems import Problem, build_problem, exact_hessian
 from torch import Tensor, nn
 
 from lightning_prunelimit.curvature import (
@@ -39,6 +34,8 @@ from lightning_prunelimit.curvature import (
     rademacher,
     stochastic_lanczos_quadrature,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 cross_entropy = nn.functional.cross_entropy
 

@@ -8,9 +8,10 @@ import warnings
 
 import pytest
 import torch
-from test_curvature_problems import one_thread  # noqa: F401  (autouse fixture)
 
 from lightning_prunelimit.curvature import DenseOperator, Spectrum, stochastic_lanczos_quadrature
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def example() -> Spectrum:

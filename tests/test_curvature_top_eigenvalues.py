@@ -6,16 +6,13 @@ import warnings
 
 import pytest
 import torch
-from test_curvature_lanczos import three_level_diagonal
-from test_curvature_problems import (
-    Problem,
-    one_thread,  # noqa: F401  (autouse fixture)
-    problem_fixture,  # noqa: F401  (the `problem` fixture)
-)
+from _curvature_problems import Problem, three_level_diagonal
 from torch import nn
 
 from lightning_prunelimit.curvature import DenseOperator, HessianOperator, top_eigenvalues
 from lightning_prunelimit.curvature.top_eigenvalues import default_top_eigenvalue_iters
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_top_three_match_the_exact_eigenvalues(problem: Problem) -> None:

@@ -91,14 +91,15 @@ def test_edge_case_everything_can_go() -> None:
     negative = predict_pruning_limit(spectrum_of(-np.ones(10)), weights, 0.01, negative="flat")
     assert negative.num_kept == 0
     zeros = predict_pruning_limit(spectrum_of(np.ones(10)), torch.zeros(40), 0.01)
-    assert zeros.num_kept == 0 and zeros.distance == 0.0 and zeros.width == 1.0
+    assert zeros.num_kept == 0 and zeros.distance == 0.0
+    assert zeros.width == pytest.approx(1.0, abs=1e-12)
 
 
 def test_edge_case_nothing_can_go() -> None:
     weights = torch.linspace(1.0, 2.0, 40, dtype=torch.float64)
     result = predict_pruning_limit(spectrum_of(np.full(10, 1e4)), weights, 1e-6)
     assert result.num_kept == 40 and result.kept_fraction == 1.0 and result.sparsity == 0.0
-    assert result.distance == 0.0 and result.width == 1.0
+    assert result.distance == 0.0 and result.width == pytest.approx(1.0, abs=1e-12)
     assert brute_force_num_kept(np.full(10, 1e4), weights.numpy(), 1e-6) == 40
 
 

@@ -9,28 +9,19 @@ support can only fit better), so k is found by bisection.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from lightning_prunelimit.curvature import DenseOperator, Spectrum, stochastic_lanczos_quadrature
 from lightning_prunelimit.limit import predict_pruning_limit
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EPSILONS = (1e-3, 1e-2)
 
 
 def problem_id(case: tuple[str, int]) -> str:
     return f"{case[0]}-{case[1]}"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Dense linear algebra here is small: one thread avoids contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def haar_orthogonal(dim: int, generator: torch.Generator) -> torch.Tensor:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,14 +12,7 @@ from torch.func import functional_call
 from lightning_prunelimit.curvature import DenseOperator, HessianOperator
 from lightning_prunelimit.limit import ZeroCurvature, zero_curvature_fraction
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Dense linear algebra here is small: one thread avoids contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def matrix_with_zero_rows(dim: int, zero: list[int], seed: int = 0) -> torch.Tensor:

@@ -117,7 +117,7 @@ def test_mlp_flattens_its_input_and_checks_the_feature_count():
     net = MLP(in_features=12, hidden=[5], num_classes=3, activation="tanh")
     x = torch.randn(4, 3, 2, 2)
     expected = net.layers[3](torch.tanh(net.layers[1](x.reshape(4, 12))))
-    torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(net(x), expected)
     with pytest.raises(ValueError, match="expects 12 features per sample.*got input of shape"):
         net(torch.zeros(4, 13))
     with pytest.raises(ValueError, match="leading batch dimension"):

@@ -5,9 +5,10 @@ The Trainer side of the core's fixed sample (``lightning_prunelimit.curvature.fi
 :func:`~lightning_prunelimit.curvature.sample_batches`, onto the module's device:
 
 * the source is the training loader (``trainer.train_dataloader``, else the one the
-  ``LightningModule`` or ``LightningDataModule`` defines), or for ``split="val"`` the
-  validation loader (``trainer.val_dataloaders``, else the one defined), falling back to the
-  training data when there is none;
+  ``LightningModule`` or ``LightningDataModule`` defines or ``fit`` was given, before Lightning
+  loads it: ``_lightning_internals.defined_loader``), or for ``split="val"`` the validation loader
+  (``trainer.val_dataloaders``, else the one defined), falling back to the training data when
+  there is none;
 * the sample is the whole dataset in index order, or ``num_samples`` positions of one seeded
   permutation in drawn order (nested across sizes), read in the loader's batch size without
   touching the training order or the global random state; other iterables are read as they
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
+from lightning_prunelimit.callbacks._lightning_internals import defined_loader
 from lightning_prunelimit.callbacks._lookup import BatchToXY
 from lightning_prunelimit.curvature.fixed_sample import (
     FixedBatches,
@@ -67,15 +69,6 @@ def _single_loader(loaders: Any, what: str) -> Any:
     return loaders
 
 
-def _defined_loader(trainer: pl.Trainer, split: str) -> Any:
-    """The loader the LightningModule / LightningDataModule defines for ``split`` (or None)."""
-    loop = trainer.fit_loop if split == "train" else trainer.fit_loop.epoch_loop.val_loop
-    source = loop._data_source
-    if source.instance is None or not source.is_defined():
-        return None
-    return source.dataloader()
-
-
 def _training_loader(trainer: pl.Trainer, augment: bool) -> Any:
     datamodule = trainer.datamodule
     if not augment and datamodule is not None and hasattr(datamodule, "augment"):
@@ -83,7 +76,7 @@ def _training_loader(trainer: pl.Trainer, augment: bool) -> Any:
     else:
         loader = trainer.train_dataloader
         if loader is None:
-            loader = _defined_loader(trainer, "train")
+            loader = defined_loader(trainer, "train")
     if loader is None:
         raise ValueError(
             "no training data found: call these callbacks inside trainer.fit(model, ...) with "
@@ -95,7 +88,7 @@ def _training_loader(trainer: pl.Trainer, augment: bool) -> Any:
 def _validation_loader(trainer: pl.Trainer) -> Any:
     loader = trainer.val_dataloaders
     if loader is None:
-        loader = _defined_loader(trainer, "val")
+        loader = defined_loader(trainer, "val")
     if loader is None or (isinstance(loader, (list, tuple, dict)) and not loader):
         return None
     loader = _single_loader(loader, "validation")

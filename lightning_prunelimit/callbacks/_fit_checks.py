@@ -26,7 +26,7 @@ from lightning_prunelimit.curvature.parameter_selection import (
 if TYPE_CHECKING:  # pragma: no cover
     import lightning.pytorch as pl
 
-__all__ = ["check_curvature_parameters", "check_forward", "eager", "launched_in_workers"]
+__all__ = ["check_curvature_parameters", "check_forward", "eager"]
 
 _RESHAPE_HINT = (
     "the callbacks call forward(inputs) on the (inputs, targets) of a batch; if training_step "
@@ -177,19 +177,3 @@ def check_curvature_parameters(
             "model on one device"
         )
     return [name for name, _ in selected]
-
-
-def launched_in_workers(trainer: pl.Trainer) -> bool:
-    """Whether ``fit`` runs in processes started for it (``ddp_spawn``, ``ddp_fork``, notebooks).
-
-    Their callback objects are copies: results computed there do not come back to the
-    launching script's callbacks.
-
-    Example:
-        >>> import lightning.pytorch as pl
-        >>> launched_in_workers(pl.Trainer(logger=False, enable_progress_bar=False))
-        False
-    """
-    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
-
-    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)

@@ -20,13 +20,17 @@ at: a resume that takes no step reuses them; any other recomputes at its own end
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from lightning_prunelimit.callbacks._fit_checks import launched_in_workers
+from lightning_prunelimit.callbacks._lightning_internals import (
+    last_checkpoint_step,
+    launched_in_workers,
+    put_callback_metrics,
+)
 from lightning_prunelimit.callbacks._lookup import training_point
 
 __all__ = ["FitEndCallback", "is_final_training_batch"]
@@ -36,25 +40,34 @@ def _reached(current: int, maximum: int | None) -> bool:
     return maximum is not None and maximum != -1 and current >= maximum
 
 
-def is_final_training_batch(trainer: pl.Trainer) -> bool:
-    """Whether the training batch that just ended is the last one of this ``fit``.
+def _can_stop_early(trainer: pl.Trainer) -> bool:
+    """Whether ``min_epochs`` and ``min_steps`` allow a requested stop to end the fit now."""
+    min_epochs, min_steps = trainer.min_epochs, trainer.min_steps
+    met_epochs = not min_epochs or trainer.current_epoch >= min_epochs
+    met_steps = not min_steps or trainer.global_step >= min_steps
+    return met_epochs and met_steps
+
+
+def is_final_training_batch(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether the training batch ``batch_idx`` that just ended is the last one of this ``fit``.
 
     Call from ``on_train_batch_end``. ``max_time`` and stops requested after the batch (e.g.
     ``EarlyStopping`` at validation) cannot be foreseen: they end the fit without a final batch.
+    Uses only public Trainer state: ``global_step``, ``max_steps``, ``should_stop``,
+    ``min_epochs``/``min_steps``, ``is_last_batch``, ``num_training_batches``,
+    ``current_epoch`` and ``max_epochs``.
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> is_final_training_batch(pl.Trainer(max_steps=0, logger=False))
+        >>> is_final_training_batch(pl.Trainer(max_steps=0, logger=False), 0)
         True
     """
-    fit_loop = trainer.fit_loop
-    if _reached(trainer.global_step, fit_loop.max_steps):
+    if _reached(trainer.global_step, trainer.max_steps):
         return True
-    if trainer.should_stop and fit_loop._can_stop_early:
+    if trainer.should_stop and _can_stop_early(trainer):
         return True
-    if not fit_loop.epoch_loop._num_ready_batches_reached():
-        return False
-    return _reached(fit_loop.epoch_progress.current.processed + 1, fit_loop.max_epochs)
+    last_in_epoch = trainer.is_last_batch or batch_idx + 1 >= trainer.num_training_batches
+    return last_in_epoch and _reached(trainer.current_epoch + 1, trainer.max_epochs)
 
 
 class FitEndCallback(pl.Callback):
@@ -80,6 +93,7 @@ class FitEndCallback(pl.Callback):
         self._computed_at: tuple[int, int] | None = None
         self._restored_step: int | None = None
         self._computed_late = False
+        self._trained_this_fit = False
 
     # -- to implement -----------------------------------------------------------------------
 
@@ -138,6 +152,7 @@ class FitEndCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start a new fit (results of earlier fits are not reused) and check the wiring."""
         self._fit_index += 1
+        self._trained_this_fit = False
         self._check_fit(trainer, pl_module)
         if launched_in_workers(trainer) and trainer.is_global_zero:
             names = ", ".join(f"{type(self).__name__}.{n}" for n in self._result_names)
@@ -151,6 +166,10 @@ class FitEndCallback(pl.Callback):
                 "[callback.state_key]); or use strategy='ddp' (processes launched by the script)"
             )
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Training runs in this fit (a resumed fit with nothing left to train skips it)."""
+        self._trained_this_fit = True
+
     def on_train_batch_end(
         self,
         trainer: pl.Trainer,
@@ -160,7 +179,7 @@ class FitEndCallback(pl.Callback):
         batch_idx: int,
     ) -> None:
         """After the last training batch of the fit: compute (unless already done)."""
-        if is_final_training_batch(trainer):
+        if is_final_training_batch(trainer, batch_idx):
             self._ensure(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -176,24 +195,33 @@ class FitEndCallback(pl.Callback):
             self._compute(trainer, pl_module)
             self._computed_late = True
         elif self._restored_step is not None:  # reused: the fit started with empty metrics
-            trainer.callback_metrics.update(
-                {key: torch.tensor(float(value)) for key, value in self.metrics().items()}
-            )
+            put_callback_metrics(trainer, self.metrics())
         group = [c for c in trainer.callbacks if isinstance(c, FitEndCallback)]
         if group and group[-1] is self and any(c._computed_late for c in group):
             for callback in group:
                 callback._computed_late = False
-            _refresh_last_checkpoints(trainer)
+            _refresh_last_checkpoints(trainer, trained=self._trained_this_fit)
 
 
-def _refresh_last_checkpoints(trainer: pl.Trainer) -> None:
-    """Rewrite the ``last.ckpt`` files written at this step so that they hold the results."""
+def _resumed_from(trainer: pl.Trainer, path: str) -> bool:
+    """Whether this fit resumed from ``path`` (then, with no step taken, it is at this step)."""
+    resumed = trainer.ckpt_path
+    return bool(resumed) and Path(resumed).resolve() == Path(path).resolve()
+
+
+def _refresh_last_checkpoints(trainer: pl.Trainer, *, trained: bool) -> None:
+    """Rewrite the ``last.ckpt`` files written at this step so that they hold the results.
+
+    That is a ``last.ckpt`` saved at the current global step, or the one a resumed fit that had
+    nothing left to train started from (it holds this very step).
+    """
     if trainer.fast_dev_run or trainer.sanity_checking:
         return
     written = False
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "last_model_path", "")
-        if path and getattr(callback, "_last_global_step_saved", None) == trainer.global_step:
+        at_this_step = last_checkpoint_step(callback) == trainer.global_step
+        if path and (at_this_step or (not trained and _resumed_from(trainer, path))):
             trainer.save_checkpoint(path, weights_only=bool(callback.save_weights_only))
             written = True
     if not written and trainer.checkpoint_callbacks and trainer.global_step > 0:

@@ -7,9 +7,11 @@ LightningModule's ``loss_fn`` / ``criterion`` attribute (``batch_to_xy`` method 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,6 +25,7 @@ __all__ = [
     "require_callback",
     "resolve_batch_to_xy",
     "resolve_loss_fn",
+    "same_setting",
     "training_point",
 ]
 
@@ -52,8 +55,70 @@ def check_data_settings(loss_fn: Any, batch_to_xy: Any) -> None:
         raise TypeError(f"batch_to_xy must be callable, got {type(batch_to_xy).__name__}")
 
 
+def _configuration(value: Any) -> Any:
+    """What makes two settings the same: a module's type, public attributes and tensors."""
+    if isinstance(value, nn.Module):
+        attributes = {
+            k: v for k, v in vars(value).items() if not k.startswith("_") and k != "training"
+        }
+        tensors = [(n, t.detach().cpu()) for n, t in value.state_dict().items()]
+        children = [(n, _configuration(c)) for n, c in value.named_children()]
+        return (type(value), attributes, tensors, children)
+    if isinstance(value, functools.partial):
+        return (functools.partial, value.func, value.args, value.keywords)
+    return value
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and torch.equal(a, b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    try:
+        return bool(a is b or a == b)
+    except Exception:  # a comparison that is not a bool (e.g. arrays): not provably equal
+        return False
+
+
+def same_setting(a: Any, b: Any) -> bool:
+    """Whether two ``loss_fn`` (or ``batch_to_xy``) values are the same setting.
+
+    The same object, or modules of one type with equal configuration (public attributes such
+    as ``reduction`` or ``label_smoothing``, buffers such as class weights, submodules), or
+    ``functools.partial`` objects of one function with equal arguments.
+
+    Example:
+        >>> import torch
+        >>> same_setting(torch.nn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss())
+        True
+        >>> smoothed = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        >>> same_setting(torch.nn.CrossEntropyLoss(), smoothed)
+        False
+        >>> same_setting(torch.nn.CrossEntropyLoss(), torch.nn.MSELoss())
+        False
+    """
+    return a is b or _equal(_configuration(a), _configuration(b))
+
+
+def _describe_setting(value: Any) -> str:
+    if isinstance(value, nn.Module):
+        attributes = {
+            k: v for k, v in vars(value).items() if not k.startswith("_") and k != "training"
+        }
+        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(attributes.items()))
+        return f"{type(value).__name__}({settings})"
+    return getattr(value, "__qualname__", None) or repr(value)
+
+
 def _shared_value(trainer: pl.Trainer | None, attribute: str) -> Any:
-    """The one non-None ``attribute`` the Trainer's data-reading callbacks were given, or None."""
+    """The one ``attribute`` the Trainer's data-reading callbacks were given, or None.
+
+    Raises:
+        ValueError: two callbacks were given different settings (compared with
+            :func:`same_setting`); the message names both.
+    """
     if trainer is None:
         return None
     given = [
@@ -62,14 +127,16 @@ def _shared_value(trainer: pl.Trainer | None, attribute: str) -> Any:
         if getattr(callback, "_shares_data_settings", False)
         and getattr(callback, attribute, None) is not None
     ]
-    distinct = {id(value): value for _, value in given}
-    if len(distinct) > 1:
-        owners = ", ".join(name for name, _ in given)
-        raise ValueError(
-            f"{attribute} is given to several callbacks ({owners}) with different values: give "
-            "it to one of them (every callback of the Trainer uses it) or pass the same object"
-        )
-    return next(iter(distinct.values()), None)
+    for owner, value in given[1:]:
+        first_owner, first = given[0]
+        if not same_setting(first, value):
+            raise ValueError(
+                f"{attribute} differs between callbacks: {first_owner} has "
+                f"{_describe_setting(first)}, {owner} has {_describe_setting(value)}. The "
+                "spectrum, epsilon and the sweep must use one loss and one batch layout: give "
+                f"{attribute} to one callback (all of them use it) or the same value to each"
+            )
+    return given[0][1] if given else None
 
 
 def resolve_loss_fn(
@@ -96,9 +163,8 @@ def resolve_loss_fn(
         >>> resolve_loss_fn(None, module) is module.criterion
         True
     """
-    candidates = [("loss_fn argument", loss_fn), ("loss_fn of a callback", None)]
-    if loss_fn is None:
-        candidates[1] = ("loss_fn of a callback", _shared_value(trainer, "loss_fn"))
+    shared = _shared_value(trainer, "loss_fn")  # raises when callbacks were given different ones
+    candidates = [("loss_fn argument", loss_fn), ("loss_fn of a callback", shared)]
     candidates += [
         (f"{type(pl_module).__name__}.{a}", getattr(pl_module, a, None))
         for a in ("loss_fn", "criterion")
@@ -134,11 +200,8 @@ def resolve_batch_to_xy(
         >>> resolve_batch_to_xy(None, net)({"x": 1, "y": 2})
         (1, 2)
     """
-    for candidate in (
-        batch_to_xy,
-        _shared_value(trainer, "batch_to_xy") if batch_to_xy is None else None,
-        getattr(pl_module, "batch_to_xy", None),
-    ):
+    shared = _shared_value(trainer, "batch_to_xy")  # raises when callbacks differ
+    for candidate in (batch_to_xy, shared, getattr(pl_module, "batch_to_xy", None)):
         if candidate is None:
             continue
         if not callable(candidate):

@@ -12,15 +12,18 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
+
+from lightning_prunelimit.callbacks._lightning_internals import put_callback_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     import lightning.pytorch as pl
@@ -35,18 +38,51 @@ __all__ = [
     "progress_bar",
     "save_figure",
     "stage",
+    "stop_if_asked",
 ]
 
 
 def logging_step(trainer: pl.Trainer) -> int:
-    """The step at which results are logged: the number of optimizer steps taken so far.
+    """The step at which results are logged: ``trainer.global_step`` (optimizer steps so far).
 
     Example:
         >>> import lightning.pytorch as pl
         >>> logging_step(pl.Trainer(logger=False, enable_progress_bar=False))
         0
     """
-    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+    return int(trainer.global_step)
+
+
+def _log_through_module(
+    trainer: pl.Trainer, values: Mapping[str, float], progress_bar: Sequence[str]
+) -> bool:
+    """``LightningModule.log`` the scalars (for monitors and the bar, not the loggers).
+
+    Tried per step (batch hooks), else per epoch (epoch hooks); ``False`` where Lightning
+    refuses logging (``on_train_end``, ``on_fit_end``, outside ``fit``).
+    """
+    module = trainer.lightning_module
+    if module is None:
+        return False
+    for on_step in (True, False):
+        try:
+            for key, value in values.items():
+                module.log(
+                    key,
+                    value,
+                    on_step=on_step,
+                    on_epoch=not on_step,
+                    prog_bar=key in progress_bar,
+                    logger=False,
+                    batch_size=1,
+                )
+        except MisconfigurationException:
+            continue
+        # Reading the property folds the logged values into it now, before another loop
+        # (the last validation) becomes the active one.
+        _ = trainer.callback_metrics
+        return True
+    return False
 
 
 def log_scalars(
@@ -54,19 +90,21 @@ def log_scalars(
 ) -> None:
     """Put scalars into ``trainer.callback_metrics`` and send them to every logger.
 
-    ``callback_metrics`` is updated on every rank (monitors run on every rank); loggers write on
-    rank zero only. The keys listed in ``progress_bar`` are also shown in Lightning's bar.
+    In the hooks where Lightning allows it, through ``LightningModule.log`` (every rank, so
+    monitors on every rank see them; the keys in ``progress_bar`` are also shown in Lightning's
+    bar); after training (``on_train_end``) directly into ``callback_metrics``. Loggers get the
+    values at ``trainer.global_step`` through ``Logger.log_metrics``, on rank zero only.
 
     Example:
         >>> import lightning.pytorch as pl
         >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False)
         >>> log_scalars(trainer, {"a/b": 1.0, "a/c": 2.0}, progress_bar=["a/b"])
-        >>> float(trainer.callback_metrics["a/b"]), list(trainer.progress_bar_metrics)
-        (1.0, ['a/b'])
+        >>> float(trainer.callback_metrics["a/b"])
+        1.0
     """
     values = {key: float(value) for key, value in metrics.items()}
-    trainer.callback_metrics.update({key: torch.tensor(value) for key, value in values.items()})
-    trainer.progress_bar_metrics.update({k: values[k] for k in progress_bar if k in values})
+    if not _log_through_module(trainer, values, progress_bar):
+        put_callback_metrics(trainer, values)
     if not trainer.is_global_zero:
         return
     step = logging_step(trainer)
@@ -194,11 +232,31 @@ def progress_bar(
         bar.close()
 
 
+def stop_if_asked(trainer: pl.Trainer) -> None:
+    """Stop the fit-end work once the process received SIGTERM, as Lightning stops training.
+
+    Lightning's SIGTERM handler only sets ``trainer.received_sigterm``; its loops check it
+    between batches. The fit-end stages call this between Hessian-vector products and
+    evaluations, and raise Lightning's ``SIGTERMException`` (a ``SystemExit``) with status
+    143 (128 + SIGTERM), so the fit ends through ``on_exception`` and the process exits
+    within one product. (SIGINT needs no check: Python raises ``KeyboardInterrupt`` at once.)
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> stop_if_asked(pl.Trainer(logger=False, enable_progress_bar=False))
+    """
+    if trainer.received_sigterm:
+        raise SIGTERMException(128 + signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def stage(
     trainer: pl.Trainer, total: int, description: str
 ) -> Iterator[Callable[[int, int], None]]:
     """A :func:`progress_bar` that, when bars are off, logs one line with its duration instead.
+
+    Each ``progress`` call first checks for SIGTERM (:func:`stop_if_asked`), so a stage that
+    reports its progress after each product or evaluation stops within one of them.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -206,8 +264,14 @@ def stage(
         >>> with stage(trainer, 2, "Sparsity sweep") as progress:
         ...     progress(2, 2)
     """
+    stop_if_asked(trainer)
     start = time.perf_counter()
-    with progress_bar(trainer, total, description) as progress:
+    with progress_bar(trainer, total, description) as show:
+
+        def progress(step: int, total: int) -> None:
+            stop_if_asked(trainer)
+            show(step, total)
+
         yield progress
     if not _bars_on(trainer):
         rank_zero_info(f"{description}: done in {time.perf_counter() - start:.1f} s")

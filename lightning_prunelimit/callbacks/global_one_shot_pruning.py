@@ -16,15 +16,14 @@ from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
 from lightning_prunelimit.plotting import plot_layer_sparsity
 from lightning_prunelimit.pruning import (
     SparsityReport,
+    align_pruning_keys,
     apply_masks,
     check_amount,
     check_parameter_names,
     fold_pruned_entries,
-    global_magnitude_masks,
     is_pruned,
-    mask_name,
-    plain_parameter_name,
     prunable_parameters,
+    prune_globally,
     sparsity_report,
 )
 
@@ -40,29 +39,6 @@ def _check_amount(amount: float | str) -> float | str:
         return check_amount(amount)  # type: ignore[arg-type]
     except TypeError as error:
         raise TypeError(f"{error} (or the string 'predicted')") from None
-
-
-def _align_pruning_keys(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
-) -> None:
-    """``load_state_dict`` pre-hook: match pruned / plain keys to the module's current form.
-
-    A checkpoint written while a parameter carried a torch prune mask has ``<name>_orig`` and
-    ``<name>_mask``; a plain one has ``<name>``. Loading either into a module of the other
-    form would fail, so the incoming entries are rewritten: into a plain module
-    ``<name> = orig * mask``; into a pruned module ``<name>_orig = <name>`` with the module's
-    current mask (the callback re-applies its saved masks at the start of training).
-    """
-    for qualified, child in module.named_modules():
-        base = prefix + (f"{qualified}." if qualified else "")
-        for name in list(child._parameters):
-            plain = plain_parameter_name(child, name)
-            if plain != name:
-                if base + plain in state_dict and base + name not in state_dict:
-                    state_dict[base + name] = state_dict.pop(base + plain)
-                    state_dict[mask_name(base + plain)] = getattr(child, mask_name(plain)).clone()
-            elif base + name not in state_dict:
-                fold_pruned_entries(state_dict, [base + name])
 
 
 class GlobalOneShotPruning(pl.Callback):
@@ -123,6 +99,7 @@ class GlobalOneShotPruning(pl.Callback):
 
     def __init__(
         self,
+        *,
         amount: float | str,
         apply_at_epoch: int | None = None,
         parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
@@ -201,17 +178,14 @@ class GlobalOneShotPruning(pl.Callback):
         """
         prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         amount = self._resolve_amount(trainer, pl_module)
-        masks = None
-        if trainer.is_global_zero:
-            computed = global_magnitude_masks(
-                pl_module,
-                amount,
-                parameter_names=self.parameter_names,
-                parameters_to_prune=self.parameters_to_prune,
-            )
-            masks = {key: mask.detach().to("cpu") for key, mask in computed.items()}
-        masks = trainer.strategy.broadcast(masks, src=0)
-        self._apply(trainer, pl_module, masks, amount)
+        masks = prune_globally(
+            pl_module,
+            amount,
+            parameter_names=self.parameter_names,
+            parameters_to_prune=self.parameters_to_prune,
+            share=lambda computed: trainer.strategy.broadcast(computed, src=0),  # rank zero's
+        )
+        self._record(trainer, masks, amount)
         return masks
 
     def _apply(
@@ -222,6 +196,9 @@ class GlobalOneShotPruning(pl.Callback):
         amount: float,
     ) -> None:
         apply_masks(pl_module, masks)
+        self._record(trainer, masks, amount)
+
+    def _record(self, trainer: pl.Trainer, masks: dict[str, Tensor], amount: float) -> None:
         self.masks = masks
         self.applied_amount = amount
         self._applied_this_fit = True
@@ -234,7 +211,7 @@ class GlobalOneShotPruning(pl.Callback):
         """The scalars this callback logs (empty before pruning).
 
         Example:
-            >>> GlobalOneShotPruning(0.5).metrics()
+            >>> GlobalOneShotPruning(amount=0.5).metrics()
             {}
         """
         if self.report is None or self.applied_amount is None:
@@ -284,7 +261,7 @@ class GlobalOneShotPruning(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Let checkpoints of either form (pruned or plain keys) load; reset per-fit flags."""
         if self._hook is None:
-            self._hook = pl_module.register_load_state_dict_pre_hook(_align_pruning_keys)
+            self._hook = pl_module.register_load_state_dict_pre_hook(align_pruning_keys)
         if stage == "fit":  # runs before a checkpoint's state is restored into this callback
             self._restored = False
             self._applied_this_fit = False
@@ -296,7 +273,9 @@ class GlobalOneShotPruning(pl.Callback):
         """Check, before the first training step, that there is something to prune and an amount."""
         prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         if self.amount == PREDICTED and self.apply_at_epoch is None and not self._restored:
-            limit = require_callback(trainer, PruningLimit, "GlobalOneShotPruning('predicted')")
+            limit = require_callback(
+                trainer, PruningLimit, "GlobalOneShotPruning(amount='predicted')"
+            )
             if limit.prediction is None:
                 raise ValueError(
                     "amount='predicted' but the PruningLimit has no prediction when training "

@@ -13,8 +13,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from lightning_prunelimit.callbacks._output import log_scalars
-from lightning_prunelimit.curvature import NORMALIZATION_LAYERS
-from lightning_prunelimit.pruning import check_parameter_names, mask_name, plain_parameter_name
+from lightning_prunelimit.pruning import check_parameter_names, l1_norm, l1_parameters
 
 __all__ = ["L1Regularization"]
 
@@ -58,6 +57,7 @@ class L1Regularization(pl.Callback):
 
     def __init__(
         self,
+        *,
         strength: float,
         parameter_names: Sequence[str] = ("weight", "bias"),
         include_norm_layers: bool = False,
@@ -88,45 +88,39 @@ class L1Regularization(pl.Callback):
     def selected_parameters(self, module: nn.Module) -> Iterator[tuple[str, Tensor, Any]]:
         """Yield ``(name, parameter, mask or None)`` for every regularised parameter.
 
+        The selection of :func:`lightning_prunelimit.pruning.l1_parameters`.
+
         ``name`` is the qualified plain name (``"net.0.weight"`` also for a pruned
         ``weight_orig``); ``mask`` is the torch prune mask when the parameter carries one.
 
         Example:
             >>> import torch
             >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-            >>> [name for name, _, _ in L1Regularization(1e-4).selected_parameters(model)]
+            >>> [name for name, _, _ in L1Regularization(strength=1e-4).selected_parameters(model)]
             ['0.weight', '0.bias']
         """
-        seen: set[int] = set()  # a parameter shared by several modules is regularised once
-        for module_name, child in module.named_modules():
-            if isinstance(child, NORMALIZATION_LAYERS) and not self.include_norm_layers:
-                continue
-            for local, param in child._parameters.items():
-                if param is None or not param.requires_grad or id(param) in seen:
-                    continue
-                plain = plain_parameter_name(child, local)
-                mask = child._buffers[mask_name(plain)] if plain != local else None
-                if plain in self.parameter_names:
-                    seen.add(id(param))
-                    yield (f"{module_name}.{plain}" if module_name else plain), param, mask
+        yield from l1_parameters(
+            module,
+            parameter_names=self.parameter_names,
+            include_norm_layers=self.include_norm_layers,
+        )
 
     def l1_norm(self, module: nn.Module) -> float:
-        """The L1 norm of the regularised parameters' effective values.
+        """The L1 norm of the regularised parameters' effective values (``pruning.l1_norm``).
 
         Example:
             >>> import torch
             >>> layer = torch.nn.Linear(2, 1)
             >>> with torch.no_grad():
             ...     _ = layer.weight.copy_(torch.tensor([[1.0, -2.0]])), layer.bias.fill_(0.5)
-            >>> L1Regularization(1e-4).l1_norm(layer)
+            >>> L1Regularization(strength=1e-4).l1_norm(layer)
             3.5
         """
-        total = 0.0
-        with torch.no_grad():
-            for _, param, mask in self.selected_parameters(module):
-                value = param if mask is None else param * mask
-                total += float(value.abs().sum())
-        return total
+        return l1_norm(
+            module,
+            parameter_names=self.parameter_names,
+            include_norm_layers=self.include_norm_layers,
+        )
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer

@@ -36,7 +36,7 @@ from lightning_prunelimit.callbacks._output import (
     stage,
 )
 from lightning_prunelimit.callbacks.hessian_spectrum import HessianSpectrum
-from lightning_prunelimit.curvature import HessianOperator, Spectrum
+from lightning_prunelimit.curvature import Spectrum
 from lightning_prunelimit.limit import (
     DEFAULT_EPSILON_BATCH_SIZE,
     DEFAULT_ZERO_ROW_TOLERANCE,
@@ -52,9 +52,9 @@ from lightning_prunelimit.limit import (
 )
 from lightning_prunelimit.plotting import plot_limit_trajectory, plot_pruning_limit
 from lightning_prunelimit.pruning import (
+    check_parameters_covered,
     effective_parameter,
-    parameter_key,
-    plain_parameter_name,
+    prunable_coordinates,
     prunable_parameters,
 )
 
@@ -271,7 +271,7 @@ class PruningLimit(FitEndCallback):
         num_quantiles = min(self.num_quantiles, 2) if trainer.fast_dev_run else self.num_quantiles
         with torch.inference_mode(False), torch.enable_grad(), eager():
             op = spectrum.build_operator(trainer, pl_module)
-            candidates, values = _prunable_coordinates(op, pl_module, entries)
+            candidates, values = prunable_coordinates(pl_module, op.param_names, entries)
             with stage(trainer, num_quantiles, "Zero-curvature rows") as progress:
                 return zero_curvature_fraction(
                     ProgressOperator(op, progress, num_quantiles),
@@ -294,7 +294,7 @@ class PruningLimit(FitEndCallback):
         entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         spectrum = spectrum_callback.ensure_computed(trainer, pl_module)
         if spectrum_callback.param_names is not None:
-            _check_covered(spectrum_callback.param_names, pl_module, entries)
+            check_parameters_covered(pl_module, spectrum_callback.param_names, entries)
         epsilon, batch_size = self._epsilon(trainer, pl_module, spectrum_callback)
         self.zero_curvature_estimate = None
         if self.zero_curvature:  # the paper's sampled estimate, reported beside the exact one
@@ -391,7 +391,7 @@ class PruningLimit(FitEndCallback):
         spectrum = self._spectrum_callback(trainer)
         entries = prunable_parameters(pl_module, self.parameter_names, self.parameters_to_prune)
         names = check_curvature_parameters("HessianSpectrum", pl_module, spectrum.params)
-        _check_covered(names, pl_module, entries)
+        check_parameters_covered(pl_module, names, entries)
         resolve_loss_fn(spectrum.loss_fn or self.loss_fn, pl_module, trainer)
         if self.epsilon == "batch_loss_std" and not trainer.fast_dev_run:
             known = known_num_samples(trainer, "train")
@@ -512,61 +512,6 @@ class PruningLimit(FitEndCallback):
         self._epsilon_batch_size = int(state_dict.get("epsilon_batch_size") or 0)
         self.timings = {str(k): float(v) for k, v in (state_dict.get("timings") or {}).items()}
         self._load_point_state(state_dict)
-
-
-def _operator_key(modules: Mapping[str, nn.Module], name: str) -> tuple[str, str, str]:
-    """``(key, module_name, plain)`` of an operator parameter name; ``<w>_orig`` maps to ``<w>``.
-
-    A parameter reparametrised by ``torch.nn.utils.prune`` appears in the operator as
-    ``<name>_orig``; the key is that of the effective weight ``<name>``.
-    """
-    module_name, _, local = name.rpartition(".")
-    plain = plain_parameter_name(modules[module_name], local)
-    return parameter_key(module_name, plain), module_name, plain
-
-
-def _check_covered(
-    param_names: Sequence[str], model: nn.Module, entries: list[tuple[str, nn.Module, str]]
-) -> None:
-    """Raise unless every prunable weight is among the Hessian's parameters."""
-    modules = dict(model.named_modules())
-    covered = {_operator_key(modules, name)[0] for name in param_names}
-    missing = [parameter_key(q, n) for q, _, n in entries if parameter_key(q, n) not in covered]
-    if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise ValueError(
-            f"the Hessian spectrum does not cover {len(missing)} prunable weight tensor(s) "
-            f"({shown}), e.g. frozen layers (requires_grad=False), which HessianSpectrum leaves "
-            "out by default: the prediction would mix the curvature of some weights with the "
-            "magnitudes of others. Include them with HessianSpectrum(params=[...names...]) or "
-            "restrict the pruned weights with PruningLimit(parameters_to_prune=[(module, "
-            "'weight'), ...])"
-        )
-
-
-def _prunable_coordinates(
-    op: HessianOperator, model: nn.Module, entries: list[tuple[str, nn.Module, str]]
-) -> tuple[Tensor, Tensor]:
-    """Positions of the prunable weights in ``op``'s flat vector, and the effective values.
-
-    The effective value ``orig * mask`` of a pruned weight decides the magnitude ranking.
-    """
-    _check_covered(op.param_names, model, entries)
-    offsets: dict[str, tuple[int, int]] = {}
-    values: list[Tensor] = []
-    start = 0
-    modules = dict(model.named_modules())
-    for name, param in zip(op.param_names, op.params):
-        key, module_name, plain = _operator_key(modules, name)
-        local = name.rpartition(".")[2]
-        value = effective_parameter(modules[module_name], plain) if plain != local else param
-        values.append(value.detach().reshape(-1))
-        offsets[key] = (start, param.numel())
-        start += param.numel()
-    candidates = torch.cat(
-        [torch.arange(o, o + n) for o, n in (offsets[parameter_key(q, m)] for q, _, m in entries)]
-    )
-    return candidates, torch.cat(values)
 
 
 def _num_samples(targets: Any) -> int:

@@ -26,7 +26,13 @@ from lightning_prunelimit.callbacks._lookup import (
     resolve_batch_to_xy,
     resolve_loss_fn,
 )
-from lightning_prunelimit.callbacks._output import log_scalars, log_wandb, save_figure, stage
+from lightning_prunelimit.callbacks._output import (
+    log_scalars,
+    log_wandb,
+    save_figure,
+    stage,
+    stop_if_asked,
+)
 from lightning_prunelimit.callbacks.pruning_limit import PruningLimit
 from lightning_prunelimit.plotting import plot_sparsity_sweep
 from lightning_prunelimit.pruning import (
@@ -268,10 +274,14 @@ class SparsitySweep(FitEndCallback):
         if refit_steps:
             refit_batches = sample("train", shard=False).batches  # every rank: the same re-fit
 
+            def refit_loss(outputs: Any, targets: Tensor) -> Tensor:
+                stop_if_asked(trainer)  # once per re-fit step: SIGTERM stops within one
+                return loss_fn(outputs, targets)
+
             def evaluate_refit(sparsity: float, masks: Mapping[str, Tensor]) -> SampleEvaluation:
                 with restore_on_exit(pl_module), torch.inference_mode(False), torch.enable_grad():
                     refit_kept_weights(
-                        pl_module, masks, loss_fn, refit_batches, steps=refit_steps,
+                        pl_module, masks, refit_loss, refit_batches, steps=refit_steps,
                         lr=self.refit_lr, seed=self.seed,
                     )  # fmt: skip
                     return evaluate(sparsity, masks)

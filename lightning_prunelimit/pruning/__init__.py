@@ -32,13 +32,16 @@ from lightning_prunelimit.pruning.apply import (
     apply_masks,
     make_pruning_permanent,
     masks_from_model,
+    prune_globally,
     remove_masks,
 )
+from lightning_prunelimit.pruning.coordinates import check_parameters_covered, prunable_coordinates
 from lightning_prunelimit.pruning.evaluation import (
     SampleEvaluation,
     evaluate_model,
     evaluate_samples,
 )
+from lightning_prunelimit.pruning.l1 import l1_norm, l1_parameters
 from lightning_prunelimit.pruning.limit_statistics import (
     DEFAULT_CONFIDENCE,
     DEFAULT_NUM_BOOTSTRAP,
@@ -66,6 +69,7 @@ from lightning_prunelimit.pruning.refit import (
 from lightning_prunelimit.pruning.reparametrization import (
     MASK_SUFFIX,
     ORIG_SUFFIX,
+    align_pruning_keys,
     fold_pruned_entries,
     is_pruned,
     mask_name,
@@ -95,11 +99,13 @@ __all__ = [
     "SparsityReport",
     "SparsitySweepResult",
     "actual_pruning_limit",
+    "align_pruning_keys",
     "apply_masks",
     "bootstrap_limit_interval",
     "check_amount",
     "check_level",
     "check_parameter_names",
+    "check_parameters_covered",
     "check_search_settings",
     "check_sparsities",
     "check_refit_lr",
@@ -110,6 +116,8 @@ __all__ = [
     "global_magnitude_masks",
     "interval_agreement",
     "is_pruned",
+    "l1_norm",
+    "l1_parameters",
     "make_pruning_permanent",
     "mask_name",
     "masks_from_model",
@@ -118,7 +126,9 @@ __all__ = [
     "parameter_key",
     "pass_table",
     "plain_parameter_name",
+    "prunable_coordinates",
     "prunable_parameters",
+    "prune_globally",
     "pruned_names",
     "refit_kept_weights",
     "remove_masks",

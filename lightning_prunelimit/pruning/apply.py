@@ -7,7 +7,7 @@ torch and Lightning's ``ModelPruning`` produce and recognise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ __all__ = [
     "apply_masks",
     "make_pruning_permanent",
     "masks_from_model",
+    "prune_globally",
     "remove_masks",
 ]
 
@@ -170,3 +171,43 @@ def remove_masks(model: nn.Module) -> list[str]:
 
 
 make_pruning_permanent = remove_masks
+
+
+def prune_globally(
+    model: nn.Module,
+    amount: float,
+    *,
+    parameter_names: Sequence[str] = ("weight",),
+    parameters_to_prune: Sequence[tuple[nn.Module, str]] = (),
+    share: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+) -> dict[str, Tensor]:
+    """Global one-shot magnitude pruning: compute the keep-masks and apply them to ``model``.
+
+    The masks of :func:`~lightning_prunelimit.pruning.global_magnitude_masks` (exactly
+    ``round(amount * N)`` of the N prunable weights removed, smallest magnitude first), moved
+    to the CPU, then :func:`apply_masks`. ``share`` may replace the masks before they are
+    applied, e.g. by rank zero's under DDP (``GlobalOneShotPruning`` passes the strategy's
+    broadcast), so every process applies the same. :func:`remove_masks` afterwards makes the
+    zeros permanent.
+
+    Returns:
+        The keep-masks applied (CPU bool tensors keyed ``"<module>.<param>"``).
+
+    Example:
+        >>> import torch
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 2))
+        >>> masks = prune_globally(model, 0.5)
+        >>> sum(int((~m).sum()) for m in masks.values()), hasattr(model[0], "weight_mask")
+        (20, True)
+    """
+    from lightning_prunelimit.pruning.masks import global_magnitude_masks
+
+    computed = global_magnitude_masks(
+        model, amount, parameter_names=parameter_names, parameters_to_prune=parameters_to_prune
+    )
+    masks = {key: mask.detach().to("cpu") for key, mask in computed.items()}
+    if share is not None:
+        masks = share(masks)
+    apply_masks(model, masks)
+    return masks

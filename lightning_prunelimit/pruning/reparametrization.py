@@ -16,6 +16,7 @@ from torch.nn.utils import prune
 __all__ = [
     "MASK_SUFFIX",
     "ORIG_SUFFIX",
+    "align_pruning_keys",
     "fold_pruned_entries",
     "is_pruned",
     "mask_name",
@@ -121,3 +122,38 @@ def fold_pruned_entries(state: MutableMapping[str, Tensor], keys: Iterable[str])
             continue
         del state[orig_name(key)], state[mask_name(key)]
         state[key] = orig * mask.to(orig.dtype)
+
+
+def align_pruning_keys(
+    module: nn.Module, state_dict: MutableMapping[str, Tensor], prefix: str = "", *_: object
+) -> None:
+    """Rewrite a state dict's pruned / plain keys to the form ``module`` has now (in place).
+
+    A checkpoint written while a parameter carried a torch prune mask has ``<name>_orig`` and
+    ``<name>_mask``; a plain one has ``<name>``. Loading either into a module of the other form
+    fails, so the entries are rewritten: for a plain parameter, ``<name> = orig * mask``; for
+    a pruned one, ``<name>_orig = <name>`` with the module's current mask. The signature is
+    that of a ``load_state_dict`` pre-hook: ``module.register_load_state_dict_pre_hook(
+    align_pruning_keys)`` makes checkpoints of either form load.
+
+    Example:
+        >>> import torch
+        >>> from torch.nn.utils import prune
+        >>> pruned = prune.l1_unstructured(torch.nn.Linear(2, 1), "weight", amount=0.5)
+        >>> plain = torch.nn.Linear(2, 1)
+        >>> state = pruned.state_dict()
+        >>> align_pruning_keys(plain, state)
+        >>> sorted(state)
+        ['bias', 'weight']
+        >>> _ = plain.load_state_dict(state)
+    """
+    for qualified, child in module.named_modules():
+        base = prefix + (f"{qualified}." if qualified else "")
+        for name, _ in list(child.named_parameters(recurse=False)):
+            plain = plain_parameter_name(child, name)
+            if plain != name:
+                if base + plain in state_dict and base + name not in state_dict:
+                    state_dict[base + name] = state_dict.pop(base + plain)
+                    state_dict[mask_name(base + plain)] = child.get_buffer(mask_name(plain)).clone()
+            elif base + name not in state_dict:
+                fold_pruned_entries(state_dict, [base + name])

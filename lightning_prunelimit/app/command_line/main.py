@@ -12,9 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lightning_prunelimit.app.config_dir import config_dir
-from lightning_prunelimit.app.interrupt import JobInterrupted, JobRefused
-from lightning_prunelimit.app.validation import ConfigError
+from lightning_prunelimit.app.command_line.interrupt import JobInterrupted, JobRefused
+from lightning_prunelimit.app.config.config_dir import config_dir
+from lightning_prunelimit.app.config.validation import ConfigError
 
 __all__ = ["main"]
 
@@ -67,7 +67,7 @@ def _lightning_logs_once() -> None:
 def _job(cfg: DictConfig) -> Any:
     # Imported here so that `--help`, `--cfg` and Hydra's own errors answer without loading
     # torch and Lightning.
-    from lightning_prunelimit.app.task import run_task
+    from lightning_prunelimit.app.job.task import run_task
 
     _lightning_logs_once()
     try:

@@ -17,19 +17,19 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from lightning_prunelimit.app.interrupt import JobInterrupted, raise_on_signals
-from lightning_prunelimit.app.pipeline import run_pipeline
-from lightning_prunelimit.app.report import JobReport
-from lightning_prunelimit.app.report_figures import plot_sweep_limits, write_report_figures
-from lightning_prunelimit.app.run_directory import resume_directory
-from lightning_prunelimit.app.sweep_summary import SweepSummary
-from lightning_prunelimit.app.timing import StageTimings
-from lightning_prunelimit.app.validation import (
+from lightning_prunelimit.app.command_line.interrupt import JobInterrupted, raise_on_signals
+from lightning_prunelimit.app.config.validation import (
     CHECKPOINT_NAMES,
     ConfigError,
     check_no_checkpoints,
     check_resumable,
 )
+from lightning_prunelimit.app.figures.report_figures import plot_sweep_limits, write_report_figures
+from lightning_prunelimit.app.job.pipeline import run_pipeline
+from lightning_prunelimit.app.job.timing import StageTimings
+from lightning_prunelimit.app.reporting.report import JobReport
+from lightning_prunelimit.app.reporting.sweep_summary import SweepSummary
+from lightning_prunelimit.app.run_dir.run_directory import resume_directory
 
 __all__ = ["run_task"]
 
@@ -43,13 +43,13 @@ def run_task(cfg: DictConfig) -> float | list[float] | None:
 
     A run directory that already holds a checkpoint (``dense.ckpt``, ``pruned.ckpt``,
     ``checkpoints/*.ckpt``) is refused (a
-    :class:`~lightning_prunelimit.app.validation.ConfigError`) before anything is written, so
+    :class:`~lightning_prunelimit.app.config.validation.ConfigError`) before anything is written, so
     its files stay as they were (from the command line, the ``RunDirectory`` Hydra callback
     refuses it even before Hydra writes ``.hydra/``). Otherwise, whatever happens, the job
     leaves a report: a failed job's report has ``status: failed``, the error, the stage that
-    was running and the sections of the stages that finished. SIGTERM and SIGINT
-    raise :class:`~lightning_prunelimit.app.interrupt.JobInterrupted` where the job is; the
-    report then says ``status: interrupted`` and the stage, and ``resume=<run dir>`` continues
+    was running and the sections of the stages that finished. SIGTERM and SIGINT raise
+    :class:`~lightning_prunelimit.app.command_line.interrupt.JobInterrupted` where the job is;
+    the report then says ``status: interrupted`` and the stage, and ``resume=<run dir>`` continues
     the run (its own config, training from ``checkpoints/last.ckpt``, every later stage once).
 
     In a multirun the sweep directory's ``sweep_summary.csv`` / ``.md`` is rebuilt from all jobs'

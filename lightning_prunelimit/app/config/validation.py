@@ -14,7 +14,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lightning_prunelimit.app.report import REPORT_METRICS
+from lightning_prunelimit.app.reporting.report import REPORT_METRICS
 
 __all__ = [
     "CHECKPOINT_NAMES",

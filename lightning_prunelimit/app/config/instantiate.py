@@ -9,7 +9,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from lightning_prunelimit.app.validation import ConfigError
+from lightning_prunelimit.app.config.validation import ConfigError
 
 __all__ = ["instantiate_group", "instantiate_node"]
 

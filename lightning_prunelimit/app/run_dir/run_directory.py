@@ -10,8 +10,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from lightning_prunelimit.app.interrupt import JobRefused
-from lightning_prunelimit.app.validation import ConfigError, check_no_checkpoints
+from lightning_prunelimit.app.command_line.interrupt import JobRefused
+from lightning_prunelimit.app.config.validation import ConfigError, check_no_checkpoints
 
 #: Where Hydra writes the config of a ``resume=`` invocation (the run's own stays in .hydra/).
 RESUME_SUBDIR = ".hydra/resume"
@@ -87,8 +87,8 @@ class RunDirectory(Callback):
       runs in that directory (it must hold the run's ``.hydra/config.yaml``), and Hydra writes
       that invocation's config to ``.hydra/resume/``.
     * An unwritable location stops the job with one line naming the key to change
-      (:class:`~lightning_prunelimit.app.interrupt.JobRefused`: Hydra turns a callback's
-      ordinary exceptions into warnings).
+      (:class:`~lightning_prunelimit.app.command_line.interrupt.JobRefused`: Hydra turns a
+      callback's ordinary exceptions into warnings).
 
     Hydra instantiates it from ``hydra.callbacks`` (``conf/hydra/default.yaml``).
 

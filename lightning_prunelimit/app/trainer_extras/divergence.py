@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_prunelimit.app.validation import ConfigError
+from lightning_prunelimit.app.config.validation import ConfigError
 
 __all__ = ["StopOnNonFiniteLoss"]
 

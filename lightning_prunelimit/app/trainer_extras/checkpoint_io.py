@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lightning_prunelimit.app.run_dir.atomic_write import write_atomic
+
 __all__ = ["AtomicCheckpointIO"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` that writes a temporary file beside the target, then renames it.
+    """``TorchCheckpointIO`` that writes through the app's atomic write (``write_atomic``).
 
     A checkpoint path therefore holds either the previous complete file or the new complete file;
     a failed write (disk full, SIGKILL) leaves at most a ``.<name>.<pid>.tmp`` file, removed when
@@ -32,10 +33,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Save ``checkpoint`` to ``path`` through a temporary file and an atomic rename."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            super().save_checkpoint(checkpoint, temporary, storage_options)
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        write_atomic(
+            target,
+            lambda temporary: super(AtomicCheckpointIO, self).save_checkpoint(
+                checkpoint, temporary, storage_options
+            ),
+        )

@@ -9,7 +9,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lightning_prunelimit.app.report import JobReport
+from lightning_prunelimit.app.reporting.report import JobReport
 
 __all__ = ["plot_accuracy_vs_sparsity", "plot_sweep_limits", "write_report_figures"]
 

@@ -114,11 +114,16 @@ class TrainEndClock(Callback):
         batch_idx: int,
     ) -> None:
         """Note the current ``time.perf_counter()`` after the last training batch."""
-        if is_final_training_batch(trainer) and self.time is None:
+        if is_final_training_batch(trainer, batch_idx) and self.time is None:
             self._note()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Note the current ``time.perf_counter()`` unless the last batch already did."""
+        if self.time is None:
+            self._note()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resumed fit with nothing left to train skips ``on_train_end``: note the time here."""
         if self.time is None:
             self._note()
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning_prunelimit.app.atomic_write import write_text_atomic
-from lightning_prunelimit.app.report import JobReport
+from lightning_prunelimit.app.reporting.report import JobReport
+from lightning_prunelimit.app.run_dir.atomic_write import write_text_atomic
 
 __all__ = ["SUMMARY_COLUMNS", "SweepSummary"]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lightning_prunelimit.app.atomic_write import write_text_atomic
+from lightning_prunelimit.app.run_dir.atomic_write import write_text_atomic
 from lightning_prunelimit.pruning.agreement import IntervalAgreement, interval_agreement
 
 __all__ = ["REPORT_METRICS", "JobReport", "actual_section"]

@@ -18,7 +18,7 @@ def config_dir() -> Path:
         >>> (config_dir() / "config.yaml").is_file()
         True
     """
-    package_dir = Path(__file__).resolve().parent.parent
+    package_dir = Path(__file__).resolve().parents[2]
     candidates = (package_dir / "conf", package_dir.parent / "conf")
     for candidate in candidates:
         if (candidate / "config.yaml").is_file():

@@ -16,13 +16,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_prunelimit.app.checkpoint_io import AtomicCheckpointIO
-from lightning_prunelimit.app.console import EpochLines
-from lightning_prunelimit.app.divergence import StopOnNonFiniteLoss
-from lightning_prunelimit.app.instantiate import instantiate_group, instantiate_node
-from lightning_prunelimit.app.resume import FinishTrainingOnResume
-from lightning_prunelimit.app.timing import StageTimings, TrainEndClock
-from lightning_prunelimit.app.validation import ConfigError, validate_config
+from lightning_prunelimit.app.config.instantiate import instantiate_group, instantiate_node
+from lightning_prunelimit.app.config.validation import ConfigError, validate_config
+from lightning_prunelimit.app.job.timing import StageTimings, TrainEndClock
+from lightning_prunelimit.app.trainer_extras.checkpoint_io import AtomicCheckpointIO
+from lightning_prunelimit.app.trainer_extras.console import EpochLines
+from lightning_prunelimit.app.trainer_extras.divergence import StopOnNonFiniteLoss
 
 __all__ = ["run_pipeline"]
 
@@ -51,7 +50,7 @@ def run_pipeline(
     a temporary file and renamed. Training stops at the first batch whose loss is not finite.
     When standard output is not a terminal, a line per epoch replaces the progress bar.
 
-    Sections filled (see :class:`~lightning_prunelimit.app.report.JobReport`): ``dense``,
+    Sections filled (see :class:`~lightning_prunelimit.app.reporting.report.JobReport`): ``dense``,
     ``spectrum``, ``prediction``, ``actual``, ``pruned``. A stage whose callback is not
     configured leaves its section out. Everything is validated and built before training
     starts, so a bad config fails in seconds with a :class:`ConfigError`.
@@ -64,7 +63,7 @@ def run_pipeline(
         resume: continue the dense training from the last periodic checkpoint, if any.
 
     Example:
-        >>> from lightning_prunelimit.app.timing import StageTimings
+        >>> from lightning_prunelimit.app.job.timing import StageTimings
         >>> sections = {}
         >>> try:
         ...     run_pipeline(OmegaConf.create({}), Path("."), sections, StageTimings())
@@ -103,11 +102,10 @@ def _run_stages(
             logger.log_hyperparams(config)
         ordered, clocks = _with_clocks(training_callbacks, timings)
         guard = StopOnNonFiniteLoss(_divergence_settings(cfg))
-        resuming = [FinishTrainingOnResume()] if resume else []
         trainer = instantiate_node(
             cfg.trainer,
             "trainer",
-            callbacks=[guard, *ordered, *console("epoch"), *resuming],
+            callbacks=[guard, *ordered, *console("epoch")],
             logger=loggers,
             plugins=[AtomicCheckpointIO()],
             enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in ordered),
@@ -323,9 +321,10 @@ def _count_prunable(model: torch.nn.Module) -> int:
 
 
 def _prune_now(model: torch.nn.Module, amount: float, parameter_names: Sequence[str]) -> None:
-    from lightning_prunelimit.pruning import apply_masks, global_magnitude_masks, remove_masks
+    """Prune as ``GlobalOneShotPruning`` does (its core call), then make the zeros permanent."""
+    from lightning_prunelimit.pruning import prune_globally, remove_masks
 
-    apply_masks(model, global_magnitude_masks(model, amount, parameter_names=parameter_names))
+    prune_globally(model, amount, parameter_names=parameter_names)
     remove_masks(model)
 
 

@@ -1,0 +1,1 @@
+"""The command line: ``prunelimit``'s entry point, its signals and exit statuses."""

@@ -1,0 +1,1 @@
+"""The reports: one job's ``report.json`` / ``report.md``, and a sweep's summary."""
