@@ -429,26 +429,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = []
+    results: list[dict[str, Any]] = []
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "device": args.device,
+        "refit_steps": args.refit_steps,
+    }
+
+    def save() -> None:  # after every case: a long run keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+
     for name in [c for c in args.cases.split(",") if c]:
         start = time.perf_counter()
         result = run_default_job(args) if name == "default" else run_case(CASES[name], args)
         print(f"{name}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         results.append(result)
+        save()
     if args.paper:
         for name in ("resnet18", "vgg16_bn"):
             results.append(run_paper(name, args))
+            save()
     print(markdown(results))
-    if args.json:
-        meta = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "device": args.device,
-            "refit_steps": args.refit_steps,
-        }
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
