@@ -357,7 +357,7 @@ def run_paper(name: str, args: argparse.Namespace) -> dict[str, Any]:
     trainer_for([clock], 1, args.device).fit(Classifier(build(), 0.05), *loaders())
     epoch_s = clock.seconds
     torch.manual_seed(args.seed)
-    spectrum, limit = HessianSpectrum(), PruningLimit()
+    spectrum, limit = HessianSpectrum(max_iters=args.paper_max_iters), PruningLimit()
     clock = Stopwatch()
     trainer_for([spectrum, limit, clock], 1, args.device).fit(Classifier(build(), 0.05), *loaders())
     analysis_s = clock.seconds - epoch_s
@@ -422,6 +422,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--paper", action="store_true", help="ResNet18 and VGG16-BN rows")
     parser.add_argument("--paper-train-size", type=int, default=50_000)
+    parser.add_argument(
+        "--paper-max-iters", type=int, default=256, help="HessianSpectrum(max_iters) there"
+    )
     parser.add_argument("--json", default=None)
     return parser.parse_args(argv)
 

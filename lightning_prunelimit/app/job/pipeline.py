@@ -338,7 +338,7 @@ def _read_callback_results(
     callbacks: Sequence[Callback], sections: MutableMapping[str, Any]
 ) -> None:
     from lightning_prunelimit import HessianSpectrum, PruningLimit, SparsitySweep
-    from lightning_prunelimit.app.report import actual_section
+    from lightning_prunelimit.app.reporting.report import actual_section
 
     for callback in callbacks:
         if isinstance(callback, HessianSpectrum) and callback.spectrum is not None:
