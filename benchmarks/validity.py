@@ -418,10 +418,11 @@ class ConvCase:
 
 def conv_default_cases(args: argparse.Namespace) -> list[ConvCase]:
     """Each conv net without and with L1."""
+    strengths = {"no_l1": 0.0, "l1": args.l1_conv}
     return [
-        ConvCase(model, l1, args.conv_epochs)
+        ConvCase(model, strengths[variant], args.conv_epochs)
         for model in ("cnn", "resnet")
-        for l1 in (0.0, args.l1_conv)
+        for variant in args.conv_variants.split(",")
     ]
 
 
@@ -648,6 +649,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the conv rows")
     parser.add_argument("--conv-epochs", type=int, default=15, help="epochs of the conv rows")
     parser.add_argument("--l1-conv", type=float, default=1e-4, help="L1 of the conv rows")
+    parser.add_argument("--conv-variants", default="no_l1,l1", help="conv rows: no_l1, l1 or both")
     parser.add_argument(
         "--hessian-samples",
         type=int,
