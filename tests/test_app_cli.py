@@ -301,8 +301,10 @@ def test_sigint_ends_with_status_130_and_an_interrupted_report(
 def test_sigterm_during_the_analysis_names_the_stage_and_resume_reruns_it(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    # A long trace (2,000 probes) after the Lanczos run: the signal lands inside the analysis.
+    # A long trace (2,000 probes) after a separate top-eigenvalue run: the signal lands inside
+    # the analysis.
     args = [*TINY, "trainer.max_epochs=2", "callbacks.hessian_spectrum.trace_probes=2000"]
+    args.append("callbacks.hessian_spectrum.top_iters=4")
     args.append(f"paths.data_dir={data_dir}")
     process = start(args, cwd=tmp_path)
     assert process.stdout is not None

@@ -128,9 +128,10 @@ class HessianSpectrum(FitEndCallback):
     unless already done at this point of training).
 
     **Data.** The training loader's data, without augmentation (a datamodule's ``augment`` flag
-    is switched off while the sample is read, unless ``augment=True``), ``num_samples`` samples
-    drawn once with ``seed`` (default all), in the loader's batch size; every Hessian-vector
-    product uses the same batches. Under DDP each rank holds a disjoint share of the sample and
+    is switched off while the sample is read, unless ``augment=True``): a sample drawn once with
+    ``seed`` (nested across sizes; see **Accuracy and cost** for its size), in batches sized by
+    memory rather than by the loader (same result up to rounding); every Hessian-vector product
+    uses the same batches. Under DDP each rank holds a disjoint share of the sample and
     the operator all-reduces, so the result equals a one-process run on the same data; the
     total sample count is checked. ``batch_to_xy`` maps other batch layouts to
     ``(inputs, targets)``.
@@ -146,11 +147,23 @@ class HessianSpectrum(FitEndCallback):
     (``FAST_DEV_RUN_ITERS`` steps, two batches). Each stage shows a progress bar, or logs its
     duration when bars are off.
 
-    **Steps.** ``num_iters="auto"`` (the default) adds Lanczos steps until the quadrature
-    part of the ``PruningLimit``'s interval on the predicted sparsity is at most ``tolerance``
-    wide (``lightning_prunelimit.limit.interval_stop``), or ``max_iters`` is reached; the steps
-    used are logged (``hessian/num_iters``). Without a ``PruningLimit`` in the Trainer it runs
-    ``AUTO_FALLBACK_ITERS`` steps. Exactly-zero Hessian rows (dead units, always-zero inputs)
+    **Accuracy and cost.** ``tolerance`` is the widest acceptable interval of the
+    ``PruningLimit``'s predicted sparsity, and the run spends only what it needs
+    (``lightning_prunelimit.limit.estimate_spectrum``): ``num_iters="auto"`` adds Lanczos
+    steps until the quadrature part fits its share (at most ``max_iters``);
+    ``num_probes="auto"`` runs one probe and adds probes only when their sampling part is too
+    wide; ``num_samples="auto"`` takes the whole training data up to 4,096 samples, else a
+    sub-sample whose own error (two disjoint halves, same probe and steps) is added to the
+    interval, doubled until that part fits. An int fixes any of them. What was spent is logged
+    (``hessian/num_iters``, ``hessian/num_probes``, ``hessian/num_samples``, and the seconds of
+    each stage as ``hessian/time_<stage>``); when a budget runs out first, the
+    ``PruningLimit`` warns once with the width reached. The top eigenvalues (Ritz values with
+    their residual bounds) and the trace (the probes' quadratic forms, with a bound on the
+    standard error) come from the same run, unless ``top_iters`` / ``trace_probes`` ask for
+    separate runs. Without a ``PruningLimit`` in the Trainer, ``"auto"`` runs
+    ``AUTO_FALLBACK_ITERS`` steps and probes by the sampling bound. Before training, a
+    Lanczos plan that cannot fit the memory budget (from the free GPU memory, or half the
+    available RAM on a CPU) or the temporary disk is refused. Exactly-zero Hessian rows (dead units, always-zero inputs)
     are removed before the run and counted exactly (``hessian/deflated_fraction``).
 
     **Over training.** With ``every_n_epochs=k`` the spectrum (and the ``PruningLimit``'s
@@ -171,11 +184,13 @@ class HessianSpectrum(FitEndCallback):
     descending), ``trace`` and ``trace_stderr``, ``num_params``.
 
     Args:
-        num_iters: Lanczos steps per probe, or ``"auto"`` (see **Steps**; the paper uses 128).
-        num_probes: SLQ probe vectors (more probes shrink the sampling part of the interval).
-        num_samples: training samples to use; ``None`` uses all.
+        tolerance: the widest acceptable interval of the predicted sparsity (quadrature,
+            probes and sample together); sets the cost (see **Accuracy and cost**).
+        num_iters: Lanczos steps per probe, or ``"auto"`` (the paper uses 128).
+        num_probes: SLQ probe vectors, or ``"auto"`` (one, more only if needed).
+        num_samples: training samples, ``"auto"``, or ``None`` (all).
         top_k: how many top eigenvalues (0: none).
-        trace_probes: Hutchinson probes (0: no trace estimate).
+        trace_probes: 0: the trace from the SLQ probes; n >= 2: a separate Hutchinson run.
         backend: ``"native"`` or ``"pyhessian"`` Hessian-vector products.
         seed: seed of the sample draw and of every probe.
         loss_fn: the loss; default the module's ``loss_fn`` / ``criterion``.
@@ -183,21 +198,19 @@ class HessianSpectrum(FitEndCallback):
         params: parameters of the Hessian: ``None`` (every trainable parameter outside
             normalisation layers), a sequence of names, or a predicate ``(name, param)``.
         augment: keep the datamodule's augmentation on while reading the sample.
-        top_iters: Lanczos step budget of the top eigenvalues (default: that of
-            ``curvature.top_eigenvalues``, which stops earlier once they converge).
-        tolerance: the widest acceptable quadrature interval of the predicted sparsity, for
-            ``num_iters="auto"`` (and the width above which a fixed ``num_iters`` warns).
+        top_iters: ``None``: the top eigenvalues from the SLQ run's Ritz values; an int: a
+            separate Lanczos run with that step budget (stops earlier once they converge).
         max_iters: the most Lanczos steps of ``num_iters="auto"``.
         every_n_epochs: also compute at the end of every n-th training epoch (None: at the end
             of training only).
         memory_budget_gb: device memory (GiB) for the SLQ state and products; probes then
             run in groups and the basis may leave the device, same result (see
             ``curvature.stochastic_lanczos_quadrature``). ``None``: from the free memory on a
-            GPU, unbounded on the CPU.
+            GPU, half the available RAM on a CPU.
 
     Example:
         >>> import lightning.pytorch as pl
-        >>> spectrum = HessianSpectrum(num_iters="auto", num_probes=4, num_samples=2048)
+        >>> spectrum = HessianSpectrum(tolerance=0.03)  # steps, probes and samples: "auto"
         >>> trainer = pl.Trainer(max_epochs=1, callbacks=[spectrum], logger=False)
         >>> spectrum.spectrum is None  # filled in at the end of trainer.fit(...)
         True

@@ -63,7 +63,7 @@ __all__ = [
 #: The default accuracy target: the widest acceptable interval of the predicted sparsity.
 DEFAULT_TOLERANCE = 0.03
 #: ``num_samples="auto"`` takes the whole training data up to this many samples.
-AUTO_ALL_SAMPLES = 2048
+AUTO_ALL_SAMPLES = 4096
 #: ``num_samples="auto"`` starts from this many samples on larger data.
 AUTO_START_SAMPLES = 1024
 #: ``num_samples="auto"`` grows the sample up to this many samples.
