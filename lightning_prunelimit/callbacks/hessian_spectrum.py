@@ -163,8 +163,9 @@ class HessianSpectrum(FitEndCallback):
     separate runs. Without a ``PruningLimit`` in the Trainer, ``"auto"`` runs
     ``AUTO_FALLBACK_ITERS`` steps and probes by the sampling bound. Before training, a
     Lanczos plan that cannot fit the memory budget (from the free GPU memory, or half the
-    available RAM on a CPU) or the temporary disk is refused. Exactly-zero Hessian rows (dead units, always-zero inputs)
-    are removed before the run and counted exactly (``hessian/deflated_fraction``).
+    available RAM on a CPU) or the temporary disk is refused. Exactly-zero Hessian rows (dead
+    units, always-zero inputs) are removed before the run and counted exactly
+    (``hessian/deflated_fraction``).
 
     **Over training.** With ``every_n_epochs=k`` the spectrum (and the ``PruningLimit``'s
     prediction with its interval) is also computed at the end of every k-th training epoch, so
