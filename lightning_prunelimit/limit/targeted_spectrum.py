@@ -16,8 +16,11 @@ spectrum:
   up.
 
 The tolerance is shared: with a sub-sample, half of it for the quadrature, a quarter each for
-the probes and the sample; with the whole data, 70% and 30%. The top eigenvalues and the trace
-come from the same run (``curvature.ritz_top_eigenvalues``, ``curvature.spectrum_trace``).
+the probes and the sample; with the whole data, 70% and 30%. When the steps run out before the
+quadrature part fits its share, no probes are added and the sample does not grow: the interval
+cannot meet the tolerance anyway, and the budget that ran out is reported. The top eigenvalues
+and the trace come from the same run (``curvature.ritz_top_eigenvalues``,
+``curvature.spectrum_trace``).
 """
 
 from __future__ import annotations
@@ -334,7 +337,17 @@ def estimate_spectrum(
         spectrum = run(first, 0, "Hessian spectrum (Lanczos)")
         timed("lanczos", started)
         prediction = target.predict(spectrum) if target is not None else None
-        if num_probes == "auto" and prediction is not None:
+        steps_ran_out = (
+            prediction is not None
+            and stop is not None
+            and _quadrature_part(prediction) > quad_tol
+            and spectrum.num_iters >= steps
+        )
+        if steps_ran_out:
+            exhausted.append(f"max_iters={max_iters}")
+        # more probes or samples cannot meet the tolerance once the steps ran out: the
+        # quadrature part alone is wider than its share, so spend nothing more on them
+        if num_probes == "auto" and prediction is not None and not steps_ran_out:
             part = _probe_part(prediction)
             if part > probe_tol:
                 wanted = math.ceil(first * (part / probe_tol) ** 2)
@@ -347,13 +360,6 @@ def estimate_spectrum(
                     spectrum = spectrum.joined(more)
                     timed("probes", started)
                     prediction = target.predict(spectrum)  # type: ignore[union-attr]
-        if (
-            prediction is not None
-            and stop is not None
-            and _quadrature_part(prediction) > quad_tol
-            and spectrum.num_iters >= steps
-        ):
-            exhausted.append(f"max_iters={max_iters}")
         error: SampleError | None = None
         if sub_sample:
             assert target is not None
@@ -379,7 +385,12 @@ def estimate_spectrum(
             )
             timed("sample_error", started)
         del op
-        if num_samples != "auto" or error is None or error.interval_width <= sample_tol:
+        if (
+            num_samples != "auto"
+            or error is None
+            or error.interval_width <= sample_tol
+            or steps_ran_out
+        ):
             break
         grown = 2 * drawn
         if grown > max_samples:
