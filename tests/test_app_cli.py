@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -396,12 +397,15 @@ def test_default_job_piped_output_is_short_and_ends_with_the_results(
     assert sum(line.startswith("fine-tune epoch ") for line in lines) == 5
     assert sum("Total params" in line for line in lines) == 1  # one model summary
     assert len({line for line in lines if "GPU available" in line}) == 2  # two Trainers, once each
-    tail = result.stdout.splitlines()[-6:]
-    assert [line.rsplit(maxsplit=1)[0] for line in tail] == [
+    tail = result.stdout.splitlines()[-9:]
+    assert [re.split(r"\s{2,}", line)[0] for line in tail] == [
         "dense accuracy",
         "predicted sparsity",
         "predicted sparsity interval",
         "actual sparsity limit",
+        "actual limit interval",
+        "prediction vs actual",
+        "paired-test limit",
         "pruned + fine-tuned accuracy",
         "realised sparsity",
     ]

@@ -524,7 +524,7 @@ def test_fast_dev_run_checks_the_wiring_at_a_token_size(tmp_path, monkeypatch) -
 
 def test_each_stage_logs_its_duration_when_bars_are_off(tmp_path, caplog) -> None:
     callbacks = [
-        HessianSpectrum(num_iters=4, top_k=1, top_iters=4, trace_probes=2),
+        HessianSpectrum(num_iters=4, num_probes=1, top_k=1, top_iters=4, trace_probes=2),
         PruningLimit(epsilon_batch_size=16, zero_curvature=True, num_quantiles=2),
         SparsitySweep(sparsities=(0.5,), refine_steps=0, loss_fn=_loss, batch_to_xy=_xy),
     ]
