@@ -134,8 +134,8 @@ def test_the_estimated_bias_follows_the_true_bias(problem, runs):
         assert reach >= 0.7 * true_bias  # bias + 2 spread: the low end reaches the bias
 
 
-def test_auto_samples_grow_until_the_sample_part_fits(problem):
-    model, target = problem["model"], problem["target"]
+def _auto(problem: dict, estimate=estimate_spectrum, **settings):
+    """``estimate_spectrum(num_samples="auto")`` on the problem; the sizes it drew."""
     drawn: list[int | None] = []
 
     def draw(n):
@@ -144,16 +144,19 @@ def test_auto_samples_grow_until_the_sample_part_fits(problem):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        estimate = estimate_spectrum(
+        result = estimate(
             draw,
-            lambda fixed: DenseOperator(_dense(model, fixed.batches)),
+            lambda fixed: DenseOperator(_dense(problem["model"], fixed.batches)),
             dataset_size=NUM_TRAIN,
-            target=target,
-            tolerance=0.02,
+            target=problem["target"],
             num_samples="auto",
-            num_probes=4,
-            max_iters=200,
+            **{"num_probes": 4, **settings},
         )
+    return result, drawn
+
+
+def test_auto_samples_take_small_data_whole(problem):
+    estimate, drawn = _auto(problem, tolerance=0.02, max_iters=200)
     # 480 samples: at most AUTO_ALL_SAMPLES, so "auto" takes the whole data at once
     assert drawn == [None] and estimate.sample_error is None
     assert estimate.num_samples == NUM_TRAIN
@@ -164,29 +167,25 @@ def test_auto_samples_double_from_a_start_until_the_part_fits(problem, monkeypat
 
     monkeypatch.setattr(targeted, "AUTO_ALL_SAMPLES", 32)
     monkeypatch.setattr(targeted, "AUTO_START_SAMPLES", 48)
-    model, target = problem["model"], problem["target"]
-    drawn: list[int | None] = []
-
-    def draw(n):
-        drawn.append(n)
-        return sample_batches(problem["loader"], num_samples=n, seed=0)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimate = targeted.estimate_spectrum(
-            draw,
-            lambda fixed: DenseOperator(_dense(model, fixed.batches)),
-            dataset_size=NUM_TRAIN,
-            target=target,
-            tolerance=0.01,
-            num_samples="auto",
-            num_probes=4,
-            max_iters=200,
-        )
+    # fixed steps: only the sample part decides whether the sample grows
+    estimate, drawn = _auto(problem, targeted.estimate_spectrum, tolerance=0.01, num_iters=64)
     assert drawn[0] == 48 and len(drawn) >= 2
     assert all(b is None or (a is not None and b == 2 * a) for a, b in zip(drawn, drawn[1:]))
     last = estimate.sample_error
     assert last is None or last.interval_width <= 0.25 * 0.01 or drawn[-1] is None
+
+
+def test_once_the_steps_run_out_no_probe_is_added_and_no_sample_grows(problem, monkeypatch):
+    import lightning_prunelimit.limit.targeted_spectrum as targeted
+
+    monkeypatch.setattr(targeted, "AUTO_ALL_SAMPLES", 32)
+    monkeypatch.setattr(targeted, "AUTO_START_SAMPLES", 48)
+    estimate, drawn = _auto(
+        problem, targeted.estimate_spectrum, tolerance=0.01, max_iters=8, num_probes="auto"
+    )
+    assert drawn == [48] and estimate.spectrum.num_probes == 1
+    assert estimate.exhausted == ("max_iters=8",)
+    assert "probes" not in estimate.timings and estimate.sample_error is not None
 
 
 def test_estimate_sample_error_reads_bias_and_spread_off_the_halves():
