@@ -396,8 +396,6 @@ def estimate_spectrum(
         if grown > max_samples:
             exhausted.append(f"max_samples={max_samples}")
             break
-        if dataset_size is None and not whole and grown > max_samples:
-            break
         size = None if dataset_size is not None and grown >= dataset_size else grown
     return SpectrumEstimate(
         spectrum=spectrum,

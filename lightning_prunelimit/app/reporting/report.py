@@ -335,12 +335,15 @@ def actual_section(result: Any) -> dict[str, Any]:
     def number(value: Any) -> float | None:
         return None if value is None else float(value)
 
-    interval = result.actual_limit_interval
-    refit_interval = result.refit_actual_limit_interval
+    def ends(interval: Any) -> tuple[float | None, float | None]:
+        return (None, None) if interval is None else (float(interval[0]), float(interval[1]))
+
+    low, high = ends(result.actual_limit_interval)
+    refit_low, refit_high = ends(result.refit_actual_limit_interval)
     return {
         "sparsity_limit": float(result.actual_limit),
-        "sparsity_limit_lo": None if interval is None else float(interval[0]),
-        "sparsity_limit_hi": None if interval is None else float(interval[1]),
+        "sparsity_limit_lo": low,
+        "sparsity_limit_hi": high,
         "criterion": str(result.criterion),
         "significance": float(result.significance),
         "confidence": float(result.confidence),
@@ -356,8 +359,8 @@ def actual_section(result: Any) -> dict[str, Any]:
             "losses": [float(x) for x in result.losses],
         },
         "refit_sparsity_limit": number(result.refit_actual_limit),
-        "refit_sparsity_limit_lo": None if refit_interval is None else float(refit_interval[0]),
-        "refit_sparsity_limit_hi": None if refit_interval is None else float(refit_interval[1]),
+        "refit_sparsity_limit_lo": refit_low,
+        "refit_sparsity_limit_hi": refit_high,
         "refit_drop_limit": number(result.refit_drop_limit),
         "refit_paired_test_limit": number(result.refit_paired_test_limit),
         "refit_steps": int(result.refit_steps),
