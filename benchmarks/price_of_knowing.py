@@ -52,6 +52,7 @@ from lightning_prunelimit import (
     PruningLimit,
     SparsitySweep,
 )
+from lightning_prunelimit.app import JobReport
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -307,10 +308,11 @@ def run_default_job(args: argparse.Namespace) -> dict[str, Any]:
         env = {**os.environ, "PRUNELIMIT_ROOT": where}
         command = [sys.executable, "-m", "lightning_prunelimit", f"hydra.run.dir={where}/run"]
         subprocess.run(command, cwd=where, env=env, check=True, capture_output=True)
-        report = json.loads((Path(where) / "run" / "report.json").read_text())
-    timings = report["timings_s"]
-    prediction, spectrum = report["prediction"], report["spectrum"]
+        report = JobReport.read(Path(where) / "run" / "report.json")
+    timings = report.timings_s
+    spectrum = report.scalars("spectrum")
     train_s = timings["train"]
+    low, high = report.value("prediction.sparsity_lo"), report.value("prediction.sparsity_hi")
     return {
         "case": "default job (prunelimit: MNIST-1D MLP 40-100-100-10, L1 1e-3, 60 epochs)",
         "num_params": spectrum["num_parameters"],
@@ -321,17 +323,17 @@ def run_default_job(args: argparse.Namespace) -> dict[str, Any]:
         "analysis_ratio": (timings["spectrum"] + timings["prediction"] + timings["actual"])
         / train_s,
         "stages_s": {
-            **spectrum.get("stage_seconds", {}),
+            **(report.spectrum or {}).get("timings", {}),
             **{f"app_{k}": timings[k] for k in ("spectrum", "prediction", "actual")},
         },
         "num_iters": spectrum["num_iters"],
         "num_probes": spectrum["num_probes"],
         "num_samples": spectrum.get("num_samples"),
         "dataset_size": spectrum.get("dataset_size"),
-        "predicted": prediction["sparsity"],
-        "interval": [prediction["sparsity_lo"], prediction["sparsity_hi"]],
-        "interval_width": prediction["sparsity_hi"] - prediction["sparsity_lo"],
-        "actual_limit": report["actual"]["sparsity_limit"],
+        "predicted": report.value("prediction.sparsity"),
+        "interval": [low, high],
+        "interval_width": high - low,
+        "actual_limit": report.value("actual.sparsity_limit"),
     }
 
 

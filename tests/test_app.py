@@ -61,25 +61,25 @@ def test_report_has_every_stage(default_job: dict[str, Any]) -> None:
     assert data["status"] == "completed" and data["error"] is None
     for key in ("accuracy", "loss"):
         assert 0.0 <= data["dense"][key] < 10.0
-    prediction = data["prediction"]
+    report = JobReport.from_dict(data)
+    prediction = report.scalars("prediction")
     for key in ("kept_fraction", "sparsity", "distance", "epsilon", "zero_fraction"):
         assert isinstance(prediction[key], float), key
     assert prediction["kept_fraction"] + prediction["sparsity"] == pytest.approx(1.0, abs=1e-12)
     assert prediction["sparsity_lo"] <= prediction["sparsity"] <= prediction["sparsity_hi"]
-    assert prediction["epsilon_batch_size"] == 128.0
+    assert prediction["epsilon_batch_size"] == 128
     assert prediction["epsilon"] > 0 and prediction["distance"] >= 0
-    actual = data["actual"]
-    assert 0.0 <= actual["sparsity_limit"] < 1.0
-    curve = actual["curve"]
-    assert curve["sparsities"][0] == 0.0 and {0.25, 0.5, 0.75, 0.9} <= set(curve["sparsities"])
-    assert len(curve["accuracies"]) == len(curve["sparsities"])
+    assert {"epsilon", "prediction"} <= set(data["prediction"]["timings"])
+    actual = report.sweep_result()
+    assert 0.0 <= actual.actual_limit < 1.0
+    assert actual.sparsities[0] == 0.0 and {0.25, 0.5, 0.75, 0.9} <= set(actual.sparsities)
     assert data["pruned"]["sparsity"] == pytest.approx(prediction["sparsity"], abs=1e-4)
     spectrum = data["spectrum"]
-    assert spectrum["num_iters"] == 8 and spectrum["num_probes"] == 1
-    assert spectrum["num_samples"] == 512 and spectrum["dataset_size"] > 512
+    assert report.hessian_spectrum().num_iters == 8 and report.hessian_spectrum().num_probes == 1
+    assert spectrum["samples_used"] == 512 and spectrum["dataset_size"] > 512
     assert spectrum["sample_error"]["num_samples"] == 512  # a sub-sample: its error is measured
-    assert {"sample", "zero_rows", "lanczos", "sample_error"} <= set(spectrum["stage_seconds"])
-    assert spectrum["num_parameters"] == 15_210  # weights and biases of 40-100-100-10
+    assert {"sample", "zero_rows", "lanczos", "sample_error"} <= set(spectrum["timings"])
+    assert spectrum["num_params"] == 15_210  # weights and biases of 40-100-100-10
     assert len(spectrum["top_eigenvalues"]) == 2
     assert spectrum["top_eigenvalues"][0] >= spectrum["top_eigenvalues"][1]
     assert spectrum["trace"] is not None
@@ -123,8 +123,21 @@ def test_dense_checkpoint_and_sweep_agree_with_the_report(default_job: dict[str,
     assert report.value("dense.accuracy") == pytest.approx(correct / total, abs=1e-6)
     # The sweep evaluates the validation split, which is the test split here: sparsity 0 is
     # the dense network.
-    assert report.actual["curve"]["accuracies"][0] == pytest.approx(correct / total, abs=1e-6)
+    assert report.sweep_result().accuracies[0] == pytest.approx(correct / total, abs=1e-6)
     assert report.value("actual.dense_accuracy") == pytest.approx(correct / total, abs=1e-6)
+    # One serialisation: the report's result sections are what the checkpoint keeps.
+    states = torch.load(run_dir / "dense.ckpt", weights_only=False)["callbacks"]
+    kept = {name.split("{")[0]: state for name, state in states.items()}
+    assert (
+        report.prediction
+        == JobReport.from_dict(
+            {"status": "completed", "prediction": kept["PruningLimit"]}
+        ).to_dict()["prediction"]
+    )
+    assert (
+        report.actual
+        == JobReport(status="completed", actual=kept["SparsitySweep"]).to_dict()["actual"]
+    )
 
 
 def test_pruned_checkpoint_has_the_predicted_sparsity(default_job: dict[str, Any]) -> None:
@@ -134,10 +147,10 @@ def test_pruned_checkpoint_has_the_predicted_sparsity(default_job: dict[str, Any
     weights = [m.weight for m in model.net.modules() if isinstance(m, torch.nn.Linear)]
     zeros = sum(int((w == 0).sum()) for w in weights)
     total = sum(w.numel() for w in weights)
-    prediction = report.prediction
-    assert total == prediction["num_weights"] == 15_000
-    expected = prediction["num_weights"] - prediction["num_kept"]
-    assert num_to_prune(prediction["sparsity"], total) == expected
+    prediction = report.limit_prediction()
+    assert total == prediction.num_weights == 15_000
+    expected = prediction.num_weights - prediction.num_kept
+    assert num_to_prune(prediction.sparsity, total) == expected
     assert zeros == expected == report.pruned["num_pruned"]
     assert report.value("pruned.sparsity") == pytest.approx(zeros / total, abs=1e-12)
     assert sum(
@@ -182,8 +195,8 @@ def test_pruning_without_fine_tuning_matches_the_sweep(tmp_path: Path, data_dir:
     report = JobReport.read(tmp_path / "report.json")
     assert report.prediction is None and report.spectrum is None
     assert report.pruned["num_pruned"] == 7500 and report.value("pruned.sparsity") == 0.5
-    curve = report.actual["curve"]
-    at_half = curve["accuracies"][curve["sparsities"].index(0.5)]
+    sweep = report.sweep_result()
+    at_half = sweep.accuracies[sweep.sparsities.index(0.5)]
     assert report.value("pruned.accuracy") == pytest.approx(at_half, abs=1e-6)
     assert returned == [0.5, report.value("actual.sparsity_limit")]
     assert report.files["checkpoints"] == ["dense.ckpt", "pruned.ckpt"]
@@ -339,8 +352,8 @@ def test_resume_after_finished_training_runs_the_later_stages_once(
     assert report.status == "completed" and report.job["resumed"] == 1
     assert report.dense["epochs"] == original.dense["epochs"] == 3
     assert report.value("dense.accuracy") == original.value("dense.accuracy")
-    assert report.prediction["kept_fraction"] == original.prediction["kept_fraction"]
-    assert report.actual["curve"] == original.actual["curve"]
+    assert report.value("prediction.kept_fraction") == original.value("prediction.kept_fraction")
+    assert report.sweep_result().accuracies == original.sweep_result().accuracies
     assert report.timings_s["spectrum"] > 0 and (run / "pruned.ckpt").is_file()
     with pytest.raises(ConfigError, match="nothing to resume"):
         run_task(compose_job([f"resume={run}"], run_dir=run, data_dir=data_dir))

@@ -9,52 +9,66 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from lightning_prunelimit.app import REPORT_METRICS, JobReport, SweepSummary
 from lightning_prunelimit.app.figures.report_figures import plot_sweep_limits, write_report_figures
 from lightning_prunelimit.app.job.timing import StageTimings
 from lightning_prunelimit.app.reporting.sweep_summary import SUMMARY_COLUMNS
+from lightning_prunelimit.curvature import Spectrum
+from lightning_prunelimit.limit import LimitPrediction
+from lightning_prunelimit.pruning import SparsitySweepResult
+
+
+def _prediction() -> LimitPrediction:
+    return LimitPrediction(
+        kept_fraction=0.25,
+        sparsity=0.75,
+        distance=1.5,
+        width=0.75,
+        epsilon=0.01,
+        zero_fraction=0.0,
+        num_weights=100,
+        num_kept=25,
+        negative="abs",
+        curve_kept_fractions=(0.0, 0.5, 1.0),
+        curve_distances=(3.0, 1.0, 0.0),
+        curve_widths=(0.9, 0.6, 0.1),
+        sparsity_interval=(0.7, 0.78),
+        kept_fraction_interval=(0.22, 0.3),
+    )
+
+
+def _sweep() -> SparsitySweepResult:
+    return SparsitySweepResult(
+        sparsities=(0.0, 0.5, 0.8, 0.9),
+        accuracies=(0.9, 0.91, 0.9, 0.5),
+        losses=(0.3, 0.3, 0.31, 1.2),
+        actual_limit=0.8,
+        dense_accuracy=0.9,
+        max_drop=0.0,
+        num_samples=200,
+        refit_accuracies=(0.9, 0.92, 0.91, 0.9),
+        refit_losses=(0.3, 0.29, 0.3, 0.33),
+        refit_actual_limit=0.85,
+        refit_steps=10,
+        actual_limit_interval=(0.78, 0.83),
+        refit_actual_limit_interval=(0.8, 0.9),
+        drop_limit=0.8,
+        paired_test_limit=0.82,
+    )
+
+
+def _spectrum() -> Spectrum:
+    return Spectrum(torch.tensor([[0.5, 3.0]]), torch.tensor([[0.75, 0.25]]), 110)
 
 
 def _report(**overrides: object) -> JobReport:
     fields: dict[str, object] = {
         "status": "completed",
         "dense": {"accuracy": 0.9, "loss": 0.3, "num_prunable_weights": 100},
-        "prediction": {
-            "kept_fraction": 0.25,
-            "sparsity": 0.75,
-            "distance": 1.5,
-            "width": 0.75,
-            "epsilon": 0.01,
-            "zero_fraction": 0.0,
-            "num_weights": 100,
-            "num_kept": 25,
-            "negative": "abs",
-            "curve_kept_fractions": [0.0, 0.5, 1.0],
-            "curve_distances": [3.0, 1.0, 0.0],
-            "curve_widths": [0.9, 0.6, 0.1],
-            "sparsity_lo": 0.7,
-            "sparsity_hi": 0.78,
-        },
-        "actual": {
-            "sparsity_limit": 0.8,
-            "sparsity_limit_lo": 0.78,
-            "sparsity_limit_hi": 0.83,
-            "criterion": "drop",
-            "drop_limit": 0.8,
-            "paired_test_limit": 0.82,
-            "refit_sparsity_limit": 0.85,
-            "refit_sparsity_limit_lo": 0.8,
-            "refit_sparsity_limit_hi": 0.9,
-            "dense_accuracy": 0.9,
-            "metric": "accuracy",
-            "max_drop": 0.0,
-            "curve": {
-                "sparsities": [0.0, 0.5, 0.8, 0.9],
-                "accuracies": [0.9, 0.91, 0.9, 0.5],
-                "losses": [0.3, 0.3, 0.31, 1.2],
-            },
-        },
+        "prediction": {"prediction": _prediction().to_dict(), "epsilon_batch_size": 128},
+        "actual": {"result": _sweep().to_dict(), "computed_at_step": 40},
         "pruned": {
             "sparsity": 0.75,
             "requested_sparsity": 0.75,
@@ -63,13 +77,11 @@ def _report(**overrides: object) -> JobReport:
             "per_layer": {"fc1.weight": 0.8, "fc2.weight": 0.5},
         },
         "spectrum": {
+            "spectrum": _spectrum().to_dict(),
             "top_eigenvalues": [3.0, 2.0],
-            "top_eigenvalue": 3.0,
             "trace": 12.5,
-            "num_parameters": 110,
-            "num_iters": 2,
-            "num_probes": 1,
-            "ritz": {"nodes": [[0.5, 3.0]], "weights": [[0.75, 0.25]], "dim": 110},
+            "num_params": 110,
+            "samples_used": 64,
         },
         "timings_s": {"train": 1.0, "total": 2.0},
         "job": {"task_name": "unit", "overrides": ["seed=1"], "num": 3},
@@ -82,7 +94,7 @@ def test_report_round_trips_through_json(tmp_path: Path) -> None:
     report = _report()
     json_path, md_path = report.write(tmp_path)
     assert JobReport.read(json_path) == report
-    assert json.loads(json_path.read_text())["prediction"]["sparsity"] == 0.75
+    assert json.loads(json_path.read_text())["prediction"]["prediction"]["sparsity"] == 0.75
     assert md_path.read_text() == report.to_markdown()
     assert not list(tmp_path.glob(".*.tmp"))  # temporary files renamed away
 
@@ -252,3 +264,29 @@ def test_a_failed_checkpoint_write_leaves_the_previous_file(
         AtomicCheckpointIO().save_checkpoint({"epoch": 2}, target)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.ckpt"]
+
+
+def test_result_sections_are_the_results_own_serialisation(tmp_path: Path) -> None:
+    report = JobReport.read(_report().write(tmp_path)[0])
+    assert report.limit_prediction() == _prediction()
+    assert report.sweep_result() == _sweep()
+    assert report.hessian_spectrum().to_dict() == _spectrum().to_dict()
+    scalars = report.scalars("spectrum")
+    assert (scalars["num_iters"], scalars["num_probes"], scalars["num_samples"]) == (2, 1, 64)
+    assert report.scalars("actual")["refit_steps"] == 10
+    assert report.value("prediction.epsilon_batch_size") == 128.0
+    with pytest.raises(KeyError, match="is not a report section"):
+        report.scalars("timings_s")
+
+
+def test_reports_of_the_flat_layout_still_give_their_values() -> None:
+    flat = JobReport(
+        status="completed",
+        prediction={"sparsity": 0.6, "sparsity_lo": 0.5, "sparsity_hi": 0.7},
+        actual={"sparsity_limit": 0.65},
+    )
+    assert (
+        flat.value("prediction.sparsity_lo") == 0.5 and flat.value("actual.sparsity_limit") == 0.65
+    )
+    assert flat.limit_prediction() is None and flat.sweep_result() is None
+    assert flat.agreement() is not None and flat.agreement().overlap

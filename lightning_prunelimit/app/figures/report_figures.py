@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -37,8 +36,6 @@ def write_report_figures(report: JobReport, run_dir: str | os.PathLike[str]) -> 
         ...     write_report_figures(report, d)
         ['figures/layer_sparsity.png']
     """
-    from lightning_prunelimit.curvature import Spectrum
-    from lightning_prunelimit.limit import LimitPrediction
     from lightning_prunelimit.plotting import (
         plot_layer_sparsity,
         plot_pruning_limit,
@@ -47,15 +44,16 @@ def write_report_figures(report: JobReport, run_dir: str | os.PathLike[str]) -> 
     )
 
     figures: dict[str, Figure] = {}
-    if report.spectrum and report.spectrum.get("ritz"):
-        figures["spectrum.png"] = plot_spectrum(Spectrum.from_dict(report.spectrum["ritz"]))
-    if report.prediction:
-        figures["prune_limit.png"] = plot_pruning_limit(
-            LimitPrediction.from_dict(report.prediction)
-        )
-    if report.actual:
+    spectrum = report.hessian_spectrum()
+    if spectrum is not None:
+        figures["spectrum.png"] = plot_spectrum(spectrum)
+    prediction = report.limit_prediction()
+    if prediction is not None:
+        figures["prune_limit.png"] = plot_pruning_limit(prediction)
+    result = report.sweep_result()
+    if result is not None:
         figures["sparsity_sweep.png"] = plot_sparsity_sweep(
-            _sweep_result(report.actual),
+            result,
             predicted_sparsity=report.value("prediction.sparsity"),
             predicted_interval=_interval(report),
         )
@@ -82,32 +80,32 @@ def plot_accuracy_vs_sparsity(report: JobReport) -> Figure:
     prediction's interval; with a re-fit sweep its curve and limit are drawn too.
 
     Example:
+        >>> from lightning_prunelimit.pruning import SparsitySweepResult
+        >>> sweep = SparsitySweepResult((0.0, 0.5, 0.9), (0.9, 0.9, 0.3), (0.3, 0.3, 1.5), 0.5,
+        ...     0.9, 0.0)
         >>> report = JobReport(status="completed", dense={"accuracy": 0.9},
-        ...     actual={"sparsity_limit": 0.5, "curve": {"sparsities": [0.0, 0.5, 0.9],
-        ...             "accuracies": [0.9, 0.9, 0.3]}},
-        ...     prediction={"sparsity": 0.6}, pruned={"sparsity": 0.6, "accuracy": 0.88})
+        ...     actual={"result": sweep.to_dict()}, pruned={"sparsity": 0.6, "accuracy": 0.88})
         >>> axes = plot_accuracy_vs_sparsity(report).axes[0]
         >>> [line.get_label() for line in axes.lines][:3]
         ['no fine-tuning (sweep)', 'dense', 'pruned + fine-tuned']
     """
     figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axes = figure.add_subplot()
-    curve = (report.actual or {}).get("curve") or {}
-    if curve.get("sparsities"):
+    result = report.sweep_result()
+    if result is not None:
         axes.plot(
-            curve["sparsities"],
-            curve["accuracies"],
+            result.sparsities,
+            result.accuracies,
             "o-",
             ms=3,
             color="tab:blue",
             label="no fine-tuning (sweep)",
         )
-    refit = (report.actual or {}).get("refit_curve") or {}
-    if curve.get("sparsities") and refit.get("accuracies"):
+    if result is not None and result.refit_accuracies is not None:
         shown = [
             (s, a)
-            for s, a in zip(curve["sparsities"], refit["accuracies"])
-            if a is not None and a == a  # NaN or None: not re-fitted there
+            for s, a in zip(result.sparsities, result.refit_accuracies)
+            if a == a  # NaN: not re-fitted there
         ]
         axes.plot(
             [s for s, _ in shown],
@@ -243,31 +241,6 @@ def plot_sweep_limits(rows: list[dict[str, Any]]) -> Figure:
     return figure
 
 
-def _pair(actual: dict[str, Any], key: str) -> tuple[float, float] | None:
-    low, high = actual.get(f"{key}_lo"), actual.get(f"{key}_hi")
-    return None if low is None or high is None else (float(low), float(high))
-
-
 def _interval(report: JobReport) -> tuple[float, float] | None:
     low, high = report.value("prediction.sparsity_lo"), report.value("prediction.sparsity_hi")
     return None if low is None or high is None else (low, high)
-
-
-def _sweep_result(actual: dict[str, Any]) -> SimpleNamespace:
-    curve = actual.get("curve") or {}
-    refit = actual.get("refit_curve") or {}
-    return SimpleNamespace(
-        refit_accuracies=refit.get("accuracies"),
-        refit_losses=refit.get("losses"),
-        refit_actual_limit=actual.get("refit_sparsity_limit"),
-        refit_actual_limit_interval=_pair(actual, "refit_sparsity_limit"),
-        actual_limit_interval=_pair(actual, "sparsity_limit"),
-        refit_steps=actual.get("refit_steps", 0),
-        sparsities=curve.get("sparsities") or [],
-        accuracies=curve.get("accuracies") or [],
-        losses=curve.get("losses") or [],
-        actual_limit=actual["sparsity_limit"],
-        dense_accuracy=actual.get("dense_accuracy"),
-        max_drop=actual.get("max_drop", actual.get("tolerance", 0.0)),
-        metric=actual.get("metric", "accuracy"),
-    )

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_prunelimit.app.config.instantiate import instantiate_group, instantiate_node
 from lightning_prunelimit.app.config.validation import ConfigError, validate_config
 from lightning_prunelimit.app.job.timing import StageTimings, TrainEndClock
+from lightning_prunelimit.app.reporting.report import JobReport
 from lightning_prunelimit.app.trainer_extras.checkpoint_io import AtomicCheckpointIO
 from lightning_prunelimit.app.trainer_extras.console import EpochLines
 from lightning_prunelimit.app.trainer_extras.divergence import StopOnNonFiniteLoss
@@ -144,13 +145,13 @@ def _run_stages(
     node = cfg.callbacks[key]
     amount = node.get("amount")
     if amount == "predicted":
-        prediction = sections.get("prediction")
+        prediction = JobReport(status="completed", **sections).limit_prediction()
         if prediction is None:
             raise ConfigError(
                 f"callbacks.{key}.amount=predicted but no prediction was made: keep "
                 "callbacks.pruning_limit or set a sparsity"
             )
-        amount = prediction["sparsity"]
+        amount = prediction.sparsity
     pruning = instantiate_node(node, f"callbacks.{key}", amount=float(amount))
     finetune_epochs = int(cfg.get("finetune_epochs", 0))
     finetuner = instantiate_node(
@@ -337,41 +338,15 @@ def _realised_sparsity(model: torch.nn.Module, parameter_names: Sequence[str]) -
 def _read_callback_results(
     callbacks: Sequence[Callback], sections: MutableMapping[str, Any]
 ) -> None:
+    """The report's result sections: each callback's ``state_dict()``, as checkpoints keep it."""
     from lightning_prunelimit import HessianSpectrum, PruningLimit, SparsitySweep
-    from lightning_prunelimit.app.reporting.report import actual_section
 
+    kinds = (
+        ("spectrum", HessianSpectrum, "spectrum"),
+        ("prediction", PruningLimit, "prediction"),
+        ("actual", SparsitySweep, "result"),
+    )
     for callback in callbacks:
-        if isinstance(callback, HessianSpectrum) and callback.spectrum is not None:
-            spectrum = callback.spectrum
-            top = [float(v) for v in torch.as_tensor(callback.top_eigenvalues).flatten()]
-            sections["spectrum"] = {
-                "top_eigenvalues": top,
-                "top_eigenvalue": top[0] if top else None,
-                "trace": None if callback.trace is None else float(callback.trace),
-                "trace_stderr": None
-                if callback.trace_stderr is None
-                else float(callback.trace_stderr),
-                "num_parameters": int(callback.num_params or spectrum.dim),
-                "num_iters": int(spectrum.num_iters),
-                "num_probes": int(spectrum.num_probes),
-                "num_samples": callback.samples_used,
-                "dataset_size": callback.dataset_size,
-                "sample_error": None
-                if callback.sample_error is None
-                else callback.sample_error.to_dict(),
-                "stage_seconds": dict(callback.timings),
-                "ritz": spectrum.to_dict(),
-            }
-        elif isinstance(callback, PruningLimit) and callback.prediction is not None:
-            prediction = callback.prediction
-            interval = prediction.sparsity_interval
-            sections["prediction"] = {
-                **prediction.to_dict(),
-                "sparsity_lo": None if interval is None else float(interval[0]),
-                "sparsity_hi": None if interval is None else float(interval[1]),
-                "epsilon_batch_size": callback.metrics().get("prune_limit/epsilon_batch_size"),
-                "stage_seconds": dict(callback.timings),
-                "trajectory": [dict(row) for row in callback.trajectory],
-            }
-        elif isinstance(callback, SparsitySweep) and callback.result is not None:
-            sections["actual"] = actual_section(callback.result)
+        for section, kind, result in kinds:
+            if isinstance(callback, kind) and getattr(callback, result) is not None:
+                sections[section] = callback.state_dict()

@@ -13,7 +13,7 @@ from typing import Any
 from lightning_prunelimit.app.run_dir.atomic_write import write_text_atomic
 from lightning_prunelimit.pruning.agreement import IntervalAgreement, interval_agreement
 
-__all__ = ["REPORT_METRICS", "JobReport", "actual_section"]
+__all__ = ["REPORT_METRICS", "RESULT_SECTIONS", "JobReport"]
 
 #: Scalar entries of a report, by dotted key: what sweepers may optimise and summaries show.
 REPORT_METRICS: tuple[str, ...] = (
@@ -47,6 +47,15 @@ STATUSES: tuple[str, ...] = ("completed", "failed", "interrupted")
 
 _SECTIONS = ("dense", "prediction", "actual", "pruned", "spectrum")
 
+#: The sections that hold a callback's results, and the callback whose ``state_dict()`` each is:
+#: the same plain data its checkpoints keep, rebuilt with ``load_state_dict`` or the results'
+#: ``from_dict``.
+RESULT_SECTIONS: dict[str, str] = {
+    "spectrum": "HessianSpectrum",
+    "prediction": "PruningLimit",
+    "actual": "SparsitySweep",
+}
+
 
 @dataclass(frozen=True)
 class JobReport:
@@ -60,18 +69,24 @@ class JobReport:
             ``train``, ``spectrum``, ``prediction``, ``actual``, ``evaluate_dense``,
             ``finetune``, ``evaluate_pruned``, ``report``...), else ``None``.
         dense: the trained dense network: ``accuracy``, ``loss`` (test set),
-            ``num_prunable_weights``.
-        prediction: the predicted limit (``PruningLimit.prediction.to_dict()``):
-            ``kept_fraction``, ``sparsity``, ``distance``, ``epsilon``, ``zero_fraction``...
-        actual: the measured limit (see :func:`actual_section`): ``sparsity_limit`` with its
-            interval ``sparsity_limit_lo`` / ``_hi``, the limits of both criteria
-            (``drop_limit``, ``paired_test_limit``), ``criterion``, ``dense_accuracy``,
-            ``metric``, ``max_drop`` and ``curve`` (``sparsities``, ``accuracies``,
-            ``losses``); with a re-fit the same under ``refit_*``.
+            ``num_prunable_weights``, ``epochs``.
+        prediction: ``PruningLimit.state_dict()``: ``prediction`` (a
+            ``LimitPrediction.to_dict()``), ``trajectory``, ``epsilon_batch_size``,
+            ``timings`` (seconds per stage) and ``computed_at_step``; see
+            :meth:`limit_prediction`.
+        actual: ``SparsitySweep.state_dict()``: ``result`` (a
+            ``SparsitySweepResult.to_dict()``) and ``computed_at_step``; see
+            :meth:`sweep_result`.
         pruned: after pruning at the predicted sparsity and fine-tuning: ``sparsity`` (realised),
             ``requested_sparsity``, ``accuracy``, ``loss``, ``per_layer`` sparsities.
-        spectrum: ``top_eigenvalues``, ``top_eigenvalue``, ``trace``, ``num_parameters``,
-            ``num_iters``, ``num_probes`` and the Ritz ``nodes`` and ``weights``.
+        spectrum: ``HessianSpectrum.state_dict()``: ``spectrum`` (a ``Spectrum.to_dict()``:
+            Ritz nodes and weights, Lanczos coefficients), ``top_eigenvalues``, ``trace``,
+            ``trace_stderr``, ``num_params``, ``samples_used``, ``dataset_size``,
+            ``sample_error``, ``timings``...; see :meth:`hessian_spectrum`.
+
+            The three result sections are serialised one way, by the callbacks, and read
+            back through the results' ``from_dict``; :meth:`scalars` and :meth:`value` give
+            their headline figures under the names of :data:`REPORT_METRICS`.
         timings_s: seconds per stage.
         job: ``task_name``, ``run_dir``, ``overrides`` (the command-line overrides) and, in a
             sweep, ``num``.
@@ -128,21 +143,98 @@ class JobReport:
             raise ValueError("a report needs a 'status' entry ('completed' or 'failed')")
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def hessian_spectrum(self) -> Any:
+        """The ``Spectrum`` of the ``spectrum`` section, or ``None``.
+
+        Example:
+            >>> JobReport(status="completed").hessian_spectrum() is None
+            True
+        """
+        data = (self.spectrum or {}).get("spectrum")
+        if not data:
+            return None
+        from lightning_prunelimit.curvature import Spectrum
+
+        return Spectrum.from_dict(data)
+
+    def limit_prediction(self) -> Any:
+        """The ``LimitPrediction`` of the ``prediction`` section, or ``None``.
+
+        Example:
+            >>> JobReport(status="completed").limit_prediction() is None
+            True
+        """
+        data = (self.prediction or {}).get("prediction")
+        if not data:
+            return None
+        from lightning_prunelimit.limit import LimitPrediction
+
+        return LimitPrediction.from_dict(data)
+
+    def sweep_result(self) -> Any:
+        """The ``SparsitySweepResult`` of the ``actual`` section, or ``None``.
+
+        Example:
+            >>> from lightning_prunelimit.pruning import SparsitySweepResult
+            >>> result = SparsitySweepResult((0.0, 0.5), (0.9, 0.9), (0.3, 0.4), 0.5, 0.9, 0.0)
+            >>> JobReport(status="completed", actual={"result": result.to_dict()}).sweep_result(
+            ...     ) == result
+            True
+        """
+        data = (self.actual or {}).get("result")
+        if not data:
+            return None
+        from lightning_prunelimit.pruning import SparsitySweepResult
+
+        return SparsitySweepResult.from_dict(data)
+
+    def scalars(self, section: str) -> dict[str, Any]:
+        """The headline scalars of one section, by name (``None`` where absent).
+
+        ``dense`` and ``pruned`` are flat already. The result sections are read through their
+        results: ``prediction`` gives ``kept_fraction``, ``sparsity``, ``sparsity_lo`` /
+        ``_hi``, ``distance``, ``width``, ``epsilon``, ``zero_fraction``; ``actual`` gives
+        ``sparsity_limit`` with ``sparsity_limit_lo`` / ``_hi``, ``drop_limit``,
+        ``paired_test_limit``, the same under ``refit_``, ``criterion``, ``dense_accuracy``...;
+        ``spectrum`` gives ``top_eigenvalue``, ``trace``, ``num_iters``, ``num_probes``,
+        ``num_samples``... The section's own top-level scalars (``epsilon_batch_size``,
+        ``computed_at_step``...) come with them.
+
+        Example:
+            >>> from lightning_prunelimit.pruning import SparsitySweepResult
+            >>> result = SparsitySweepResult((0.0, 0.5), (0.9, 0.9), (0.3, 0.4), 0.5, 0.9, 0.0,
+            ...     actual_limit_interval=(0.4, 0.6))
+            >>> scalars = JobReport(status="completed", actual={"result": result.to_dict()}
+            ...     ).scalars("actual")
+            >>> scalars["sparsity_limit"], scalars["sparsity_limit_lo"], scalars["max_drop"]
+            (0.5, 0.4, 0.0)
+        """
+        if section not in _SECTIONS:
+            raise KeyError(f"{section!r} is not a report section: use one of {_SECTIONS}")
+        entries = getattr(self, section) or {}
+        out = {k: v for k, v in entries.items() if _is_scalar(v)}
+        if section == "prediction" and (prediction := self.limit_prediction()) is not None:
+            out.update(_prediction_scalars(prediction))
+        elif section == "actual" and (result := self.sweep_result()) is not None:
+            out.update(_sweep_scalars(result))
+        elif section == "spectrum" and (spectrum := self.hessian_spectrum()) is not None:
+            out.update(_spectrum_scalars(entries, spectrum))
+        return out
+
     def value(self, key: str) -> float | None:
         """The scalar at a dotted ``key`` such as ``"prediction.sparsity"``; ``None`` if absent.
 
         Example:
-            >>> JobReport(status="completed", prediction={"sparsity": 0.75}).value(
-            ...     "prediction.sparsity")
+            >>> JobReport(status="completed", pruned={"sparsity": 0.75}).value("pruned.sparsity")
             0.75
         """
         section, _, name = key.partition(".")
         if section not in _SECTIONS or not name:
             raise KeyError(f"{key!r} is not a report value: use one of {', '.join(REPORT_METRICS)}")
-        entries = getattr(self, section)
-        if not entries or entries.get(name) is None:
+        value = self.scalars(section).get(name)
+        if value is None or isinstance(value, str):
             return None
-        return float(entries[name])
+        return float(value)
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """The job's headline figures as ``(label, formatted value)`` rows.
@@ -175,7 +267,7 @@ class JobReport:
             agreement = self.agreement(refit=bool(prefix))
             if agreement is not None:
                 extra.append((f"prediction vs {label}", _agreement_text(agreement)))
-            other = _other_criterion(self.actual or {}, prefix)
+            other = _other_criterion(self.scalars("actual"), prefix)
             if other is not None:
                 extra.append(other)
         index = [label for label, _ in out].index("actual sparsity limit") + 1
@@ -260,10 +352,7 @@ class JobReport:
         lines += [f"| {label} | {value} |" for label, value in self.summary_rows()]
         lines.append("")
         for section in _SECTIONS:
-            entries = getattr(self, section)
-            if not entries:
-                continue
-            scalars = {k: v for k, v in entries.items() if _is_scalar(v)}
+            scalars = self.scalars(section)
             if not scalars:
                 continue
             lines += [f"## {section}", "", "| key | value |", "|---|---|"]
@@ -320,56 +409,65 @@ class JobReport:
             return cls.from_dict(json.load(handle))
 
 
-def actual_section(result: Any) -> dict[str, Any]:
-    """The report's ``actual`` section from a ``SparsitySweepResult``.
+def _ends(interval: Any) -> tuple[float | None, float | None]:
+    return (None, None) if interval is None else (float(interval[0]), float(interval[1]))
 
-    Example:
-        >>> from lightning_prunelimit.pruning import SparsitySweepResult
-        >>> result = SparsitySweepResult((0.0, 0.5), (0.9, 0.9), (0.3, 0.4), 0.5, 0.9, 0.0,
-        ...     actual_limit_interval=(0.4, 0.6))
-        >>> section = actual_section(result)
-        >>> section["sparsity_limit"], section["sparsity_limit_lo"], section["max_drop"]
-        (0.5, 0.4, 0.0)
-    """
 
-    def number(value: Any) -> float | None:
-        return None if value is None else float(value)
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
-    def ends(interval: Any) -> tuple[float | None, float | None]:
-        return (None, None) if interval is None else (float(interval[0]), float(interval[1]))
 
-    low, high = ends(result.actual_limit_interval)
-    refit_low, refit_high = ends(result.refit_actual_limit_interval)
+def _prediction_scalars(prediction: Any) -> dict[str, Any]:
+    """The headline figures of a ``LimitPrediction``."""
+    low, high = _ends(prediction.sparsity_interval)
+    return {
+        "kept_fraction": float(prediction.kept_fraction),
+        "sparsity": float(prediction.sparsity),
+        "sparsity_lo": low,
+        "sparsity_hi": high,
+        "distance": float(prediction.distance),
+        "width": float(prediction.width),
+        "epsilon": float(prediction.epsilon),
+        "zero_fraction": float(prediction.zero_fraction),
+        "num_weights": int(prediction.num_weights),
+        "num_kept": int(prediction.num_kept),
+        "negative": str(prediction.negative),
+    }
+
+
+def _sweep_scalars(result: Any) -> dict[str, Any]:
+    """The headline figures of a ``SparsitySweepResult``."""
+    low, high = _ends(result.actual_limit_interval)
+    refit_low, refit_high = _ends(result.refit_actual_limit_interval)
     return {
         "sparsity_limit": float(result.actual_limit),
         "sparsity_limit_lo": low,
         "sparsity_limit_hi": high,
         "criterion": str(result.criterion),
-        "significance": float(result.significance),
-        "confidence": float(result.confidence),
-        "drop_limit": number(result.drop_limit),
-        "paired_test_limit": number(result.paired_test_limit),
+        "drop_limit": _number(result.drop_limit),
+        "paired_test_limit": _number(result.paired_test_limit),
         "dense_accuracy": float(result.dense_accuracy),
         "metric": str(result.metric),
         "max_drop": float(result.max_drop),
         "num_samples": int(result.num_samples),
-        "curve": {
-            "sparsities": [float(x) for x in result.sparsities],
-            "accuracies": [float(x) for x in result.accuracies],
-            "losses": [float(x) for x in result.losses],
-        },
-        "refit_sparsity_limit": number(result.refit_actual_limit),
+        "refit_sparsity_limit": _number(result.refit_actual_limit),
         "refit_sparsity_limit_lo": refit_low,
         "refit_sparsity_limit_hi": refit_high,
-        "refit_drop_limit": number(result.refit_drop_limit),
-        "refit_paired_test_limit": number(result.refit_paired_test_limit),
+        "refit_drop_limit": _number(result.refit_drop_limit),
+        "refit_paired_test_limit": _number(result.refit_paired_test_limit),
         "refit_steps": int(result.refit_steps),
-        "refit_curve": None
-        if result.refit_accuracies is None
-        else {
-            "accuracies": [float(x) for x in result.refit_accuracies],
-            "losses": [float(x) for x in result.refit_losses or ()],
-        },
+    }
+
+
+def _spectrum_scalars(entries: Mapping[str, Any], spectrum: Any) -> dict[str, Any]:
+    """The headline figures of the ``spectrum`` section (``HessianSpectrum.state_dict()``)."""
+    top = entries.get("top_eigenvalues") or []
+    return {
+        "top_eigenvalue": _number(top[0]) if top else None,
+        "num_parameters": int(entries.get("num_params") or spectrum.dim),
+        "num_iters": int(spectrum.num_iters),
+        "num_probes": int(spectrum.num_probes),
+        "num_samples": entries.get("samples_used"),
     }
 
 
