@@ -187,8 +187,40 @@ def _radau_at_zero(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tenso
     return nodes, weights
 
 
+def _anti_gauss(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Laurie's (n + 1)-point anti-Gauss rule, the partner of the n-point Gauss rule.
+
+    Its Jacobi matrix is that of the (n + 1)-point Gauss rule with the last off-diagonal entry
+    ``betas[n - 1]`` scaled by ``sqrt(2)``; its error on polynomials of degree ``2n + 1`` is
+    minus the n-point Gauss rule's. Needs ``alphas[: n + 1]`` and ``betas[:n]``.
+    """
+    off = betas[:n].clone()
+    off[n - 1] = off[n - 1] * math.sqrt(2.0)
+    values, vectors = torch.linalg.eigh(
+        torch.diag(alphas[: n + 1]) + torch.diag(off, 1) + torch.diag(off, -1)
+    )
+    return values, vectors[0] ** 2
+
+
+def _averaged_gauss(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Spalevic's generalized averaged Gauss rule with ``2n + 1`` nodes (exact to degree 2n + 2).
+
+    Its Jacobi matrix continues the ``(n + 1) x (n + 1)`` one by ``betas[n]`` and then by the
+    n x n one in reverse order. Needs ``alphas[: n + 1]`` and ``betas[: n + 1]``, i.e. all the
+    coefficients of an (n + 1)-step run (including its final residual).
+    """
+    size = 2 * n + 1
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    matrix[: n + 1, : n + 1] = _tridiagonal(alphas, betas, n + 1)
+    matrix[n, n + 1] = matrix[n + 1, n] = betas[n]
+    if n >= 1:
+        matrix[n + 1 :, n + 1 :] = _tridiagonal(alphas[:n].flip(0), betas[: n - 1].flip(0), n)
+    values, vectors = torch.linalg.eigh(matrix)
+    return values, vectors[0] ** 2
+
+
 #: The truncation estimates :func:`quadrature_rules` can build (see the module docstring).
-TRUNCATION_ESTIMATES: tuple[str, ...] = ("radau", "oscillation")
+TRUNCATION_ESTIMATES: tuple[str, ...] = ("radau", "oscillation", "anti_gauss", "averaged")
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,7 +293,23 @@ class QuadratureRules:
         point = rule(self.gauss_nodes, self.gauss_weights, negative)  # (n, 1, P)
         point = point.squeeze(1)  # (n, P)
         estimated = rule(self.estimated_nodes, self.estimated_weights, negative)  # (n, P, S)
-        if self.truncation == "radau":
+        if self.truncation == "anti_gauss":
+            # Gauss rule of m - 1 points and its anti-Gauss partner (m points): [min, max].
+            # Without the pair (one step) only the rigorous bracket is left.
+            present = self.estimated_used.bool()
+            some = present.any(dim=-1)
+            estimated_low = torch.where(
+                some, torch.where(present, estimated, math.inf).amin(dim=-1), -math.inf
+            )
+            estimated_high = torch.where(
+                some, torch.where(present, estimated, -math.inf).amax(dim=-1), math.inf
+            )
+        elif self.truncation == "averaged":
+            # Spalevic's averaged rule below, the Radau rule at the cusp above.
+            radau, averaged = estimated[..., 0], estimated[..., 1]
+            estimated_low = torch.where(self.estimated_used[:, 1].bool(), averaged, -math.inf)
+            estimated_high = radau
+        elif self.truncation == "radau":
             # The Radau rule at the cusp's node 0 over-weights l = 0, where f is largest: it
             # approaches the exact value from above, steadily. Its change since m/2 steps,
             # _RADAU_EXTRAPOLATION times, is taken as the distance still to go.
@@ -339,6 +387,19 @@ def _estimated_rules(
     alphas: Tensor, betas: Tensor, length: int, nodes: Tensor, weights: Tensor, truncation: str
 ) -> tuple[list[tuple[Tensor, Tensor]], list[bool]]:
     """The rules of one probe behind the estimated bracket, and which of them exist."""
+    padding = (nodes, torch.zeros_like(weights))
+    if truncation == "anti_gauss":  # the Gauss rule of m - 1 points and its anti-Gauss partner
+        if length < 2:
+            return [padding, padding], [False, False]
+        return [_gauss(alphas, betas, length - 1), _anti_gauss(alphas, betas, length - 1)], [
+            True,
+            True,
+        ]
+    if truncation == "averaged":  # the Radau rule at the cusp and the averaged Gauss rule
+        radau = _radau_at_zero(alphas, betas, length)
+        if length < 2:
+            return [radau, padding], [True, False]
+        return [radau, _averaged_gauss(alphas, betas, length - 1)], [True, True]
     if truncation == "radau":
         half = length // 2
         rules = [_radau_at_zero(alphas, betas, length)]
