@@ -34,6 +34,24 @@ Two errors separate an SLQ estimate of ``G(R) = (1/D) tr f(|H|)``, with
      the quadrature part missed twice in 31 checks on MNIST-1D with L1 (at 80 and 96 steps, by
      up to 0.012 in sparsity; the earlier estimate missed none there, but 15 of 31 without L1).
 
+   Two further estimated brackets are selectable for comparison (neither is the default):
+   ``truncation="anti_gauss"`` brackets by the (m - 1)-point Gauss rule and Laurie's m-point
+   anti-Gauss rule (its Jacobi matrix with the last off-diagonal entry times ``sqrt(2)``; its
+   error on polynomials of degree ``2m - 2`` and ``2m - 1`` is minus the Gauss rule's), and
+   ``truncation="averaged"`` takes Spalevic's generalized averaged Gauss rule (``2m - 1``
+   nodes, exact to degree ``2m``, from the same coefficients) as the lower end and the Radau
+   rule at the cusp as the upper one. Both premises fail for this integrand in places: its
+   error is dominated by whether a node falls near the cusp, not by the next polynomial
+   term, so the Gauss and anti-Gauss errors often share their sign (measured: the anti-Gauss
+   bracket covered the reference in 5 to 30 of 31 checks per case, against radau's 27 to 31).
+   The averaged interval covered the reference in every check without L1 (31 of 31; radau 27
+   and 29) and on the exact small cases, and it was narrower there at 128 and 256 steps
+   (e.g. 0.0038 against 0.0165 at 128; 0.01 reached at 104 steps against 168) and with L1 at
+   256 steps (0.0041 against 0.0063 on digits, 0.0286 against 0.0322 on MNIST-1D); but at 256
+   steps without L1 it was wider on digits (0.109 against 0.066) and as wide on MNIST-1D
+   (0.411, where the Gauss point itself sets the lower end), and it missed twice on digits
+   with L1 (by 0.0005, at 240 and 248 steps; radau none).
+
    The interval used is the intersection of the two. The estimated part is not a theorem; its
    coverage of the exact-spectrum value is tested on exactly computed Hessians of trained MLPs
    (with and without L1, 16 to 128 steps, several seeds).
@@ -234,7 +252,9 @@ class QuadratureRules:
         estimated_nodes, estimated_weights: ``(P, S, k)`` the rules behind the estimated
             truncation bracket: for ``truncation="radau"`` the Gauss-Radau rules in ``l`` with a
             node at 0 after m and after ``m // 2`` steps (``S = 2``); for ``"oscillation"`` the
-            Gauss rules of the last quarter of the run.
+            Gauss rules of the last quarter of the run; for ``"anti_gauss"`` the (m - 1)-point
+            Gauss rule and its anti-Gauss partner; for ``"averaged"`` the Radau rule after m
+            steps and the generalized averaged Gauss rule.
         estimated_used: ``(P, S)`` which of those rules exist (False for padding).
         lower_nodes, lower_weights: ``(P, k)`` the Gauss rule in ``x = l^2`` (a lower bound).
         upper_nodes, upper_weights: ``(P, k')`` the Radau rule in ``x`` (an upper bound).
@@ -419,10 +439,12 @@ def quadrature_rules(spectrum: Spectrum, *, truncation: str = "radau") -> Quadra
     """Build the rules that bound a spectrum's quadrature error (needs its Lanczos coefficients).
 
     ``truncation`` selects the estimated part of the truncation bracket: ``"radau"`` (the
-    default) or ``"oscillation"`` (the spread of the Gauss rules over the last quarter of the
-    run, the earlier estimate; kept for comparison). Raises ValueError for a spectrum without
-    ``alphas``/``betas``/``lengths`` (e.g. one built from exact eigenvalues, or saved before the
-    coefficients were kept).
+    default), ``"oscillation"`` (the spread of the Gauss rules over the last quarter of the
+    run, the earlier estimate), ``"anti_gauss"`` (the Gauss and anti-Gauss pair) or
+    ``"averaged"`` (the generalized averaged Gauss rule up to the Radau rule); the last three
+    are kept for comparison (the module docstring has the measured figures). Raises
+    ValueError for a spectrum without ``alphas``/``betas``/``lengths`` (e.g. one built from
+    exact eigenvalues, or saved before the coefficients were kept).
 
     Example:
         >>> import torch
