@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/quadrature_steps.py [--cases digits_l1,digits,mnist1d_l1,mnist1d,small]
         [--samples 512] [--reference-steps 1024] [--cache DIR] [--threads 2]
+        [--estimates oscillation,radau,anti_gauss,averaged]
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from lightning_prunelimit.limit.width_bounds import quadrature_rules
 
 #: Steps at which the stop rule checks (``interval_stop``'s defaults: from 16, every 8).
 CHECKS = tuple(range(16, 257, 8))
-ESTIMATES = {"before": "oscillation", "after": "radau"}
+#: The truncation estimates compared by default (``--estimates`` picks others).
+ESTIMATES = ("oscillation", "radau")
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,9 @@ def prefix(spectrum: Spectrum, steps: int) -> Spectrum:
     return result.spectrum(dim=spectrum.dim, deflated=spectrum.deflated)
 
 
-def evaluate(case: Case, data: dict, tolerance: float, probes: int) -> dict:
+def evaluate(
+    case: Case, data: dict, tolerance: float, probes: int, estimates: tuple[str, ...] = ESTIMATES
+) -> dict:
     """Widths and coverage of the quadrature interval at each checked step, per estimate."""
     weights, epsilon = data["weights"], data["epsilon"]
     if case.exact:
@@ -173,7 +177,7 @@ def evaluate(case: Case, data: dict, tolerance: float, probes: int) -> dict:
     norms = removed_weight_norms(weights)
     total = norms.numel() - 1
     out: dict = {"reference": reference}
-    for label, truncation in ESTIMATES.items():
+    for truncation in estimates:
         rows = []
         for steps in CHECKS:
             part = prefix(spectrum, steps)
@@ -188,7 +192,7 @@ def evaluate(case: Case, data: dict, tolerance: float, probes: int) -> dict:
             for _, (q_lo, q_hi), (lo, hi) in rows
         ]
         widths = {m: hi - lo for m, (lo, hi), _ in rows}
-        out[label] = {"reached": reached, "widths": widths, "covered": covered}
+        out[truncation] = {"reached": reached, "widths": widths, "covered": covered}
     return out
 
 
@@ -201,35 +205,41 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--probes", type=int, default=4, help="probes of the exact (small) cases")
+    parser.add_argument(
+        "--estimates",
+        default=",".join(ESTIMATES),
+        help="truncation estimates to compare, comma-separated (see TRUNCATION_ESTIMATES)",
+    )
     args = parser.parse_args()
+    estimates = tuple(args.estimates.split(","))
     torch.set_num_threads(args.threads)
+    names = " / ".join(estimates)
     print(
-        "| case | D | reference | steps to <= "
-        f"{args.tolerance} (before / after) | width at 64 | width at 128 | width at 256 | "
-        "covered (before / after) |"
+        f"| case | D | reference | steps to <= {args.tolerance} ({names}) | width at 64 | "
+        f"width at 128 | width at 256 | covered ({names}) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def steps(result: dict) -> str:
         return "> 256" if result["reached"] is None else str(result["reached"])
 
-    def width(before: dict, after: dict, m: int) -> str:
-        return f"{before['widths'][m]:.4f} / {after['widths'][m]:.4f}"
+    def width(result: dict, m: int) -> str:
+        return f"{result['widths'][m]:.4f}"
 
     def covered(result: dict) -> str:
         return f"{sum(result['covered'])}/{len(result['covered'])}"
 
+    def cells(found: dict, show) -> str:
+        return " / ".join(show(found[e]) for e in estimates)
+
     for key in args.cases.split(","):
         case = CASES[key]
         data = collect(case, args.samples, args.reference_steps, args.cache)
-        found = evaluate(case, data, args.tolerance, args.probes)
-        before, after = found["before"], found["after"]
-
+        found = evaluate(case, data, args.tolerance, args.probes, estimates)
         print(
-            f"| {case.name} | {data['dim']:,} | {found['reference']:.4f} | "
-            f"{steps(before)} / {steps(after)} | {width(before, after, 64)} | "
-            f"{width(before, after, 128)} | {width(before, after, 256)} | "
-            f"{covered(before)} / {covered(after)} |",
+            f"| {case.name} | {data['dim']:,} | {found['reference']:.4f} | {cells(found, steps)} | "
+            + " | ".join(cells(found, lambda r, m=m: width(r, m)) for m in (64, 128, 256))
+            + f" | {cells(found, covered)} |",
             flush=True,
         )
 

@@ -144,9 +144,11 @@ def test_radau_estimate_is_narrower_than_the_oscillation_estimate() -> None:
         quadrature_rules(spectrum, truncation="gauss")
 
 
-def test_radau_rule_at_the_cusp_lies_above_each_probes_exact_value() -> None:
+@pytest.mark.parametrize("truncation", ["radau", "averaged"])
+def test_radau_rule_at_the_cusp_lies_above_each_probes_exact_value(truncation: str) -> None:
     # The estimated bracket's premise, per probe and distance, against the exact measure
-    # sum_i (q_i^T v)^2 delta(l_i) of each probe v.
+    # sum_i (q_i^T v)^2 delta(l_i) of each probe v ("averaged": the generalized averaged Gauss
+    # rule is the lower end instead of the extrapolated Radau rule).
     problem = exact_problem(*PROBLEMS["no_l1"])
     eigenvalues, vectors = torch.linalg.eigh(problem.hessian)
     generator = torch.Generator().manual_seed(7)
@@ -166,7 +168,7 @@ def test_radau_rule_at_the_cusp_lies_above_each_probes_exact_value() -> None:
                 lengths=(steps,),
                 dim=dim,
             )
-            rules = quadrature_rules(truncated.spectrum())
+            rules = quadrature_rules(truncated.spectrum(), truncation=truncation)
             bounds = rules.probed_bounds(distances, problem.epsilon, "abs", 0.0)
             assert bool((bounds.quadrature_low <= exact[:, p]).all()), (steps, p)
             assert bool((exact[:, p] <= bounds.quadrature_high).all()), (steps, p)

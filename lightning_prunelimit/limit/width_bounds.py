@@ -34,6 +34,24 @@ Two errors separate an SLQ estimate of ``G(R) = (1/D) tr f(|H|)``, with
      the quadrature part missed twice in 31 checks on MNIST-1D with L1 (at 80 and 96 steps, by
      up to 0.012 in sparsity; the earlier estimate missed none there, but 15 of 31 without L1).
 
+   Two further estimated brackets are selectable for comparison (neither is the default):
+   ``truncation="anti_gauss"`` brackets by the (m - 1)-point Gauss rule and Laurie's m-point
+   anti-Gauss rule (its Jacobi matrix with the last off-diagonal entry times ``sqrt(2)``; its
+   error on polynomials of degree ``2m - 2`` and ``2m - 1`` is minus the Gauss rule's), and
+   ``truncation="averaged"`` takes Spalevic's generalized averaged Gauss rule (``2m - 1``
+   nodes, exact to degree ``2m``, from the same coefficients) as the lower end and the Radau
+   rule at the cusp as the upper one. Both premises fail for this integrand in places: its
+   error is dominated by whether a node falls near the cusp, not by the next polynomial
+   term, so the Gauss and anti-Gauss errors often share their sign (measured: the anti-Gauss
+   bracket covered the reference in 5 to 30 of 31 checks per case, against radau's 27 to 31).
+   The averaged interval covered the reference in every check without L1 (31 of 31; radau 27
+   and 29) and on the exact small cases, and it was narrower there at 128 and 256 steps
+   (e.g. 0.0038 against 0.0165 at 128; 0.01 reached at 104 steps against 168) and with L1 at
+   256 steps (0.0041 against 0.0063 on digits, 0.0286 against 0.0322 on MNIST-1D); but at 256
+   steps without L1 it was wider on digits (0.109 against 0.066) and as wide on MNIST-1D
+   (0.411, where the Gauss point itself sets the lower end), and it missed twice on digits
+   with L1 (by 0.0005, at 240 and 248 steps; radau none).
+
    The interval used is the intersection of the two. The estimated part is not a theorem; its
    coverage of the exact-spectrum value is tested on exactly computed Hessians of trained MLPs
    (with and without L1, 16 to 128 steps, several seeds).
@@ -187,8 +205,40 @@ def _radau_at_zero(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tenso
     return nodes, weights
 
 
+def _anti_gauss(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Laurie's (n + 1)-point anti-Gauss rule, the partner of the n-point Gauss rule.
+
+    Its Jacobi matrix is that of the (n + 1)-point Gauss rule with the last off-diagonal entry
+    ``betas[n - 1]`` scaled by ``sqrt(2)``; its error on polynomials of degree ``2n + 1`` is
+    minus the n-point Gauss rule's. Needs ``alphas[: n + 1]`` and ``betas[:n]``.
+    """
+    off = betas[:n].clone()
+    off[n - 1] = off[n - 1] * math.sqrt(2.0)
+    values, vectors = torch.linalg.eigh(
+        torch.diag(alphas[: n + 1]) + torch.diag(off, 1) + torch.diag(off, -1)
+    )
+    return values, vectors[0] ** 2
+
+
+def _averaged_gauss(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Spalevic's generalized averaged Gauss rule with ``2n + 1`` nodes (exact to degree 2n + 2).
+
+    Its Jacobi matrix continues the ``(n + 1) x (n + 1)`` one by ``betas[n]`` and then by the
+    n x n one in reverse order. Needs ``alphas[: n + 1]`` and ``betas[: n + 1]``, i.e. all the
+    coefficients of an (n + 1)-step run (including its final residual).
+    """
+    size = 2 * n + 1
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    matrix[: n + 1, : n + 1] = _tridiagonal(alphas, betas, n + 1)
+    matrix[n, n + 1] = matrix[n + 1, n] = betas[n]
+    if n >= 1:
+        matrix[n + 1 :, n + 1 :] = _tridiagonal(alphas[:n].flip(0), betas[: n - 1].flip(0), n)
+    values, vectors = torch.linalg.eigh(matrix)
+    return values, vectors[0] ** 2
+
+
 #: The truncation estimates :func:`quadrature_rules` can build (see the module docstring).
-TRUNCATION_ESTIMATES: tuple[str, ...] = ("radau", "oscillation")
+TRUNCATION_ESTIMATES: tuple[str, ...] = ("radau", "oscillation", "anti_gauss", "averaged")
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,7 +252,9 @@ class QuadratureRules:
         estimated_nodes, estimated_weights: ``(P, S, k)`` the rules behind the estimated
             truncation bracket: for ``truncation="radau"`` the Gauss-Radau rules in ``l`` with a
             node at 0 after m and after ``m // 2`` steps (``S = 2``); for ``"oscillation"`` the
-            Gauss rules of the last quarter of the run.
+            Gauss rules of the last quarter of the run; for ``"anti_gauss"`` the (m - 1)-point
+            Gauss rule and its anti-Gauss partner; for ``"averaged"`` the Radau rule after m
+            steps and the generalized averaged Gauss rule.
         estimated_used: ``(P, S)`` which of those rules exist (False for padding).
         lower_nodes, lower_weights: ``(P, k)`` the Gauss rule in ``x = l^2`` (a lower bound).
         upper_nodes, upper_weights: ``(P, k')`` the Radau rule in ``x`` (an upper bound).
@@ -261,7 +313,23 @@ class QuadratureRules:
         point = rule(self.gauss_nodes, self.gauss_weights, negative)  # (n, 1, P)
         point = point.squeeze(1)  # (n, P)
         estimated = rule(self.estimated_nodes, self.estimated_weights, negative)  # (n, P, S)
-        if self.truncation == "radau":
+        if self.truncation == "anti_gauss":
+            # Gauss rule of m - 1 points and its anti-Gauss partner (m points): [min, max].
+            # Without the pair (one step) only the rigorous bracket is left.
+            present = self.estimated_used.bool()
+            some = present.any(dim=-1)
+            estimated_low = torch.where(
+                some, torch.where(present, estimated, math.inf).amin(dim=-1), -math.inf
+            )
+            estimated_high = torch.where(
+                some, torch.where(present, estimated, -math.inf).amax(dim=-1), math.inf
+            )
+        elif self.truncation == "averaged":
+            # Spalevic's averaged rule below, the Radau rule at the cusp above.
+            radau, averaged = estimated[..., 0], estimated[..., 1]
+            estimated_low = torch.where(self.estimated_used[:, 1].bool(), averaged, -math.inf)
+            estimated_high = radau
+        elif self.truncation == "radau":
             # The Radau rule at the cusp's node 0 over-weights l = 0, where f is largest: it
             # approaches the exact value from above, steadily. Its change since m/2 steps,
             # _RADAU_EXTRAPOLATION times, is taken as the distance still to go.
@@ -339,6 +407,19 @@ def _estimated_rules(
     alphas: Tensor, betas: Tensor, length: int, nodes: Tensor, weights: Tensor, truncation: str
 ) -> tuple[list[tuple[Tensor, Tensor]], list[bool]]:
     """The rules of one probe behind the estimated bracket, and which of them exist."""
+    padding = (nodes, torch.zeros_like(weights))
+    if truncation == "anti_gauss":  # the Gauss rule of m - 1 points and its anti-Gauss partner
+        if length < 2:
+            return [padding, padding], [False, False]
+        return [_gauss(alphas, betas, length - 1), _anti_gauss(alphas, betas, length - 1)], [
+            True,
+            True,
+        ]
+    if truncation == "averaged":  # the Radau rule at the cusp and the averaged Gauss rule
+        radau = _radau_at_zero(alphas, betas, length)
+        if length < 2:
+            return [radau, padding], [True, False]
+        return [radau, _averaged_gauss(alphas, betas, length - 1)], [True, True]
     if truncation == "radau":
         half = length // 2
         rules = [_radau_at_zero(alphas, betas, length)]
@@ -358,10 +439,12 @@ def quadrature_rules(spectrum: Spectrum, *, truncation: str = "radau") -> Quadra
     """Build the rules that bound a spectrum's quadrature error (needs its Lanczos coefficients).
 
     ``truncation`` selects the estimated part of the truncation bracket: ``"radau"`` (the
-    default) or ``"oscillation"`` (the spread of the Gauss rules over the last quarter of the
-    run, the earlier estimate; kept for comparison). Raises ValueError for a spectrum without
-    ``alphas``/``betas``/``lengths`` (e.g. one built from exact eigenvalues, or saved before the
-    coefficients were kept).
+    default), ``"oscillation"`` (the spread of the Gauss rules over the last quarter of the
+    run, the earlier estimate), ``"anti_gauss"`` (the Gauss and anti-Gauss pair) or
+    ``"averaged"`` (the generalized averaged Gauss rule up to the Radau rule); the last three
+    are kept for comparison (the module docstring has the measured figures). Raises
+    ValueError for a spectrum without ``alphas``/``betas``/``lengths`` (e.g. one built from
+    exact eigenvalues, or saved before the coefficients were kept).
 
     Example:
         >>> import torch
