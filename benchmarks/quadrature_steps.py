@@ -42,7 +42,7 @@ from lightning_prunelimit.limit.width_bounds import quadrature_rules
 #: Steps at which the stop rule checks (``interval_stop``'s defaults: from 16, every 8).
 CHECKS = tuple(range(16, 257, 8))
 #: The truncation estimates compared by default (``--estimates`` picks others).
-ESTIMATES = ("oscillation", "radau")
+ESTIMATES = ("oscillation", "radau", "averaged")
 
 
 @dataclass(frozen=True)

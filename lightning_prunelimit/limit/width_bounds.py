@@ -17,40 +17,41 @@ Two errors separate an SLQ estimate of ``G(R) = (1/D) tr f(|H|)``, with
      Quadrature*, 2010). Both rules come from the coefficients, with no further products. The
      upper bound is tight once the run has converged; the lower one stays loose, because the
      square root's cusp at 0 is hard for polynomials in ``x``.
-   - an *estimated* bracket, from the Gauss-Radau rule in ``l`` with one node fixed at the
-     cusp ``l = 0`` (``m + 1`` nodes, exact for polynomials of degree ``2m``, again from the
-     coefficients alone). That rule gives ``l = 0``, where ``f`` is largest, the most weight
-     the moments allow, and on exact spectra of trained MLPs it lay above the exact value in
-     every case measured (3 networks, 8 probes, 3 distances, 16 to 256 steps) and fell
-     towards it steadily, without the Gauss rules' oscillation. The bracket is
-     ``[Radau(m) - 2 (Radau(m/2) - Radau(m)), Radau(m)]``: the upper end is the rule, the
-     lower one extrapolates its remaining fall as twice its fall since half the steps (enough
-     while the distance still to go shrinks by at least a third per doubling of the steps;
-     measured: by 45% to 85%). The Gauss rule (the point estimate) is always inside.
-     ``truncation="oscillation"`` selects the earlier estimate, the Gauss rule plus and minus
-     the largest distance to the Gauss rules of the last quarter of the run; at 256 steps its
-     sparsity interval was 1.3 to 2.9 times wider on MLPs with D of about 80,000
-     (``benchmarks/quadrature_steps.py``). There, against a 1,024-step run of the same probe,
-     the quadrature part missed twice in 31 checks on MNIST-1D with L1 (at 80 and 96 steps, by
-     up to 0.012 in sparsity; the earlier estimate missed none there, but 15 of 31 without L1).
+   - an *estimated* bracket (``truncation="averaged"``, the default): from above, the
+     Gauss-Radau rule in ``l`` with one node fixed at the cusp ``l = 0`` (``m + 1`` nodes, exact
+     for polynomials of degree ``2m``, from the coefficients alone), which gives ``l = 0``,
+     where ``f`` is largest, the most weight the moments allow; on exact spectra of trained MLPs
+     it lay above the exact value in every case measured and fell towards it without the Gauss
+     rules' oscillation. From below, Spalevic's generalized averaged Gauss rule (``2m - 1``
+     nodes, exact to degree ``2m``: the Jacobi matrix of the first ``m`` steps continued by the
+     last residual and then by the ``(m - 1) x (m - 1)`` one in reverse order). The Gauss rule
+     (the point estimate) is always inside.
 
-   Two further estimated brackets are selectable for comparison (neither is the default):
-   ``truncation="anti_gauss"`` brackets by the (m - 1)-point Gauss rule and Laurie's m-point
-   anti-Gauss rule (its Jacobi matrix with the last off-diagonal entry times ``sqrt(2)``; its
-   error on polynomials of degree ``2m - 2`` and ``2m - 1`` is minus the Gauss rule's), and
-   ``truncation="averaged"`` takes Spalevic's generalized averaged Gauss rule (``2m - 1``
-   nodes, exact to degree ``2m``, from the same coefficients) as the lower end and the Radau
-   rule at the cusp as the upper one. Both premises fail for this integrand in places: its
-   error is dominated by whether a node falls near the cusp, not by the next polynomial
-   term, so the Gauss and anti-Gauss errors often share their sign (measured: the anti-Gauss
-   bracket covered the reference in 5 to 30 of 31 checks per case, against radau's 27 to 31).
-   The averaged interval covered the reference in every check without L1 (31 of 31; radau 27
-   and 29) and on the exact small cases, and it was narrower there at 128 and 256 steps
-   (e.g. 0.0038 against 0.0165 at 128; 0.01 reached at 104 steps against 168) and with L1 at
-   256 steps (0.0041 against 0.0063 on digits, 0.0286 against 0.0322 on MNIST-1D); but at 256
-   steps without L1 it was wider on digits (0.109 against 0.066) and as wide on MNIST-1D
-   (0.411, where the Gauss point itself sets the lower end), and it missed twice on digits
-   with L1 (by 0.0005, at 240 and 248 steps; radau none).
+   Measured with ``benchmarks/quadrature_steps.py`` (one probe's prefixes, checked as
+   ``interval_stop`` checks, 16 to 256 steps; 31 checks per case) against the exact spectrum
+   (three digits MLPs with D = 2,410: L1, no L1, dead units) and against a 1,024-step run of the
+   same probe (MLPs with D of about 80,000: digits and MNIST-1D, with and without L1), with the
+   earlier estimates, still selectable:
+
+   - ``truncation="radau"`` (the default before): ``[Radau(m) - 2 (Radau(m/2) - Radau(m)),
+     Radau(m)]``, the rule's remaining fall extrapolated as twice its fall since half the
+     steps. It covered 209 of the 217 checks, the averaged one 215 (every check without L1 and
+     on the exact cases; two misses on digits with L1, by 0.0005 at 240 and 248 steps, where the
+     reference itself is uncertain at that level). The averaged estimate reached a 0.01-wide
+     quadrature interval in fewer steps wherever either reached it (digits with L1 144 against
+     216; exact cases 104, 104, 72 against 168, 192, 112) and was narrower at 256 steps with L1
+     (0.0041 against 0.0063 on digits, 0.0286 against 0.0322 on MNIST-1D). Without L1 at 256
+     steps it is wider on digits (0.109 against 0.066) and as wide on MNIST-1D (0.411): there
+     the Radau estimate's own lower end covered the reference in only 5 and 3 of 31 checks, and
+     its interval covered it because the Gauss point is always inside.
+   - ``truncation="oscillation"`` (the first estimate): the Gauss rule plus and minus the
+     largest distance to the Gauss rules of the last quarter of the run; 1.3 to 2.9 times wider
+     than Radau's at 256 steps, and it covered 16 of 31 checks on MNIST-1D without L1.
+   - ``truncation="anti_gauss"``: the (m - 1)-point Gauss rule and Laurie's m-point anti-Gauss
+     rule (the Jacobi matrix with its last off-diagonal entry times ``sqrt(2)``: its error on
+     polynomials of degree ``2m - 2`` and ``2m - 1`` is minus the Gauss rule's). Narrow, but for
+     this integrand the error depends mostly on whether a node falls near the cusp, so the two
+     errors often share their sign: it covered 5 to 31 of 31 checks per case.
 
    The interval used is the intersection of the two. The estimated part is not a theorem; its
    coverage of the exact-spectrum value is tested on exactly computed Hessians of trained MLPs
@@ -238,7 +239,7 @@ def _averaged_gauss(alphas: Tensor, betas: Tensor, n: int) -> tuple[Tensor, Tens
 
 
 #: The truncation estimates :func:`quadrature_rules` can build (see the module docstring).
-TRUNCATION_ESTIMATES: tuple[str, ...] = ("radau", "oscillation", "anti_gauss", "averaged")
+TRUNCATION_ESTIMATES: tuple[str, ...] = ("averaged", "radau", "oscillation", "anti_gauss")
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,7 +283,7 @@ class QuadratureRules:
     upper_weights: Tensor
     exact: Tensor
     probed_dim: int
-    truncation: str = "radau"
+    truncation: str = "averaged"
 
     def probed_bounds(
         self, distances: Tensor, epsilon: float, negative: str, confidence: float
@@ -435,14 +436,15 @@ def _estimated_rules(
     return rules, used
 
 
-def quadrature_rules(spectrum: Spectrum, *, truncation: str = "radau") -> QuadratureRules:
+def quadrature_rules(spectrum: Spectrum, *, truncation: str = "averaged") -> QuadratureRules:
     """Build the rules that bound a spectrum's quadrature error (needs its Lanczos coefficients).
 
-    ``truncation`` selects the estimated part of the truncation bracket: ``"radau"`` (the
-    default), ``"oscillation"`` (the spread of the Gauss rules over the last quarter of the
-    run, the earlier estimate), ``"anti_gauss"`` (the Gauss and anti-Gauss pair) or
-    ``"averaged"`` (the generalized averaged Gauss rule up to the Radau rule); the last three
-    are kept for comparison (the module docstring has the measured figures). Raises
+    ``truncation`` selects the estimated part of the truncation bracket: ``"averaged"`` (the
+    default: the generalized averaged Gauss rule up to the Radau rule at the cusp),
+    ``"radau"`` (the Radau rule and its extrapolated fall, the default before),
+    ``"oscillation"`` (the spread of the Gauss rules over the last quarter of the run, the first
+    estimate) or ``"anti_gauss"`` (the Gauss and anti-Gauss pair); the last three are kept for
+    comparison (the module docstring has the measured figures). Raises
     ValueError for a spectrum without ``alphas``/``betas``/``lengths`` (e.g. one built from
     exact eigenvalues, or saved before the coefficients were kept).
 
