@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lightning_prunelimit.app.run_dir.atomic_write import write_text_atomic
 from lightning_prunelimit.pruning.agreement import IntervalAgreement, interval_agreement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning_prunelimit.curvature import Spectrum
+    from lightning_prunelimit.limit import LimitPrediction
+    from lightning_prunelimit.pruning import SparsitySweepResult
+
+_Result = TypeVar("_Result")
 
 __all__ = ["REPORT_METRICS", "RESULT_SECTIONS", "JobReport"]
 
@@ -143,35 +150,29 @@ class JobReport:
             raise ValueError("a report needs a 'status' entry ('completed' or 'failed')")
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def hessian_spectrum(self) -> Any:
+    def hessian_spectrum(self) -> Spectrum | None:
         """The ``Spectrum`` of the ``spectrum`` section, or ``None``.
 
         Example:
             >>> JobReport(status="completed").hessian_spectrum() is None
             True
         """
-        data = (self.spectrum or {}).get("spectrum")
-        if not data:
-            return None
         from lightning_prunelimit.curvature import Spectrum
 
-        return Spectrum.from_dict(data)
+        return _rebuilt(self.spectrum, "spectrum", Spectrum.from_dict)
 
-    def limit_prediction(self) -> Any:
+    def limit_prediction(self) -> LimitPrediction | None:
         """The ``LimitPrediction`` of the ``prediction`` section, or ``None``.
 
         Example:
             >>> JobReport(status="completed").limit_prediction() is None
             True
         """
-        data = (self.prediction or {}).get("prediction")
-        if not data:
-            return None
         from lightning_prunelimit.limit import LimitPrediction
 
-        return LimitPrediction.from_dict(data)
+        return _rebuilt(self.prediction, "prediction", LimitPrediction.from_dict)
 
-    def sweep_result(self) -> Any:
+    def sweep_result(self) -> SparsitySweepResult | None:
         """The ``SparsitySweepResult`` of the ``actual`` section, or ``None``.
 
         Example:
@@ -181,12 +182,9 @@ class JobReport:
             ...     ) == result
             True
         """
-        data = (self.actual or {}).get("result")
-        if not data:
-            return None
         from lightning_prunelimit.pruning import SparsitySweepResult
 
-        return SparsitySweepResult.from_dict(data)
+        return _rebuilt(self.actual, "result", SparsitySweepResult.from_dict)
 
     def scalars(self, section: str) -> dict[str, Any]:
         """The headline scalars of one section, by name (``None`` where absent).
@@ -407,6 +405,14 @@ class JobReport:
         """
         with open(path, encoding="utf-8") as handle:
             return cls.from_dict(json.load(handle))
+
+
+def _rebuilt(
+    section: Mapping[str, Any] | None, key: str, build: Callable[[Mapping[str, Any]], _Result]
+) -> _Result | None:
+    """A result rebuilt from its ``to_dict()`` under ``key`` of a section, or ``None``."""
+    data = (section or {}).get(key)
+    return build(data) if data else None
 
 
 def _ends(interval: Any) -> tuple[float | None, float | None]:
