@@ -175,3 +175,33 @@ def test_dense_operator_checks_its_matrix() -> None:
     with pytest.raises(ValueError, match="shape"):
         op.matvec(torch.ones(3))
     assert torch.equal(op @ torch.ones(2, 2), torch.tensor([[1.0, 2.0], [1.0, 2.0]]).double())
+
+
+def _count_sweeps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from lightning_prunelimit.curvature.lanczos_basis import LanczosBasis
+
+    steps: list[int] = []
+    sweep = LanczosBasis.orthogonalise
+
+    def counted(self, probes, index, w):  # type: ignore[no-untyped-def]
+        steps.append(index)
+        return sweep(self, probes, index, w)
+
+    monkeypatch.setattr(LanczosBasis, "orthogonalise", counted)
+    return steps
+
+
+def test_a_second_gram_schmidt_sweep_runs_only_where_the_first_cancelled(monkeypatch) -> None:
+    steps = _count_sweeps(monkeypatch)
+    matrix = random_symmetric(200, seed=3)
+    result = lanczos(DenseOperator(matrix), torch.ones(200, dtype=torch.float64), num_iters=60)
+    # a spread spectrum: the recurrence leaves little on the basis, one sweep per step
+    assert len(steps) == len(set(steps)) == 60
+    exact = torch.linalg.eigvalsh(matrix)
+    top = result.ritz()[0][0, -1].item()
+    assert top == pytest.approx(exact[-1].item(), rel=1e-6)
+    # at a breakdown the sweep removes nearly all that is left: it is repeated there
+    steps.clear()
+    matrix, _ = three_level_diagonal()
+    lanczos(DenseOperator(matrix), torch.ones(50, dtype=torch.float64), num_iters=30)
+    assert steps.count(2) == 2 and steps.count(0) == 1

@@ -19,6 +19,9 @@ from lightning_prunelimit.curvature.linear_operator import (
 )
 from lightning_prunelimit.curvature.spectrum import Spectrum
 
+#: A second Gram-Schmidt sweep runs where the first left less than this fraction of the norm.
+_SECOND_SWEEP = 2.0**-0.5
+
 
 @dataclass(frozen=True, eq=False)
 class LanczosResult:
@@ -175,8 +178,10 @@ def lanczos(
     """Run Lanczos from each row of ``start`` in lockstep, with full reorthogonalisation.
 
     Every step multiplies the whole block of still-running probes with one ``op.matvec`` call.
-    Each new vector is orthogonalised against all earlier basis vectors of its probe twice
-    (classical Gram-Schmidt, twice). Basis vectors are kept in the operator's dtype (float32 for
+    Each new vector is orthogonalised against all earlier basis vectors of its probe (classical
+    Gram-Schmidt), and once more when that sweep removed enough of it for rounding to matter
+    (its norm fell below ``1/sqrt(2)`` of the norm before: the criterion of Daniel, Gragg,
+    Kaufman and Stewart, 1976). Basis vectors are kept in the operator's dtype (float32 for
     half-precision operators) and on its device; the coefficients are stored in float64.
 
     A probe stops when its new residual norm ``beta`` falls to ``breakdown_tol`` times the running
@@ -274,9 +279,16 @@ def lanczos(
                     beta_previous = betas[active, j - 1].to(device=device, dtype=dtype)
                     w.addcmul_(beta_previous[:, None], previous, value=-1)
                     del previous
-                for _ in range(2):  # classical Gram-Schmidt, twice
-                    w = basis.orthogonalise(active, j, w)
+                # Classical Gram-Schmidt, repeated only where the sweep cancelled much of the
+                # vector (Daniel, Gragg, Kaufman and Stewart's criterion: the norm fell below
+                # 1/sqrt(2) of what it was), which is when rounding could leave a component on
+                # the basis; otherwise one sweep already orthogonalises to working precision.
+                before = torch.linalg.vector_norm(w, dim=1)
+                w = basis.orthogonalise(active, j, w)
                 beta = torch.linalg.vector_norm(w, dim=1)
+                if bool((beta < _SECOND_SWEEP * before).any()):
+                    w = basis.orthogonalise(active, j, w)
+                    beta = torch.linalg.vector_norm(w, dim=1)
                 alpha64, beta64 = alpha.double().cpu(), beta.double().cpu()
                 if not (torch.isfinite(alpha64).all() and torch.isfinite(beta64).all()):
                     raise ValueError(
