@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _Result = TypeVar("_Result")
 
-__all__ = ["REPORT_METRICS", "RESULT_SECTIONS", "JobReport"]
+__all__ = ["REPORT_METRICS", "JobReport"]
 
 #: Scalar entries of a report, by dotted key: what sweepers may optimise and summaries show.
 REPORT_METRICS: tuple[str, ...] = (
@@ -53,15 +53,6 @@ REPORT_METRICS: tuple[str, ...] = (
 STATUSES: tuple[str, ...] = ("completed", "failed", "interrupted")
 
 _SECTIONS = ("dense", "prediction", "actual", "pruned", "spectrum")
-
-#: The sections that hold a callback's results, and the callback whose ``state_dict()`` each is:
-#: the same plain data its checkpoints keep, rebuilt with ``load_state_dict`` or the results'
-#: ``from_dict``.
-RESULT_SECTIONS: dict[str, str] = {
-    "spectrum": "HessianSpectrum",
-    "prediction": "PruningLimit",
-    "actual": "SparsitySweep",
-}
 
 
 @dataclass(frozen=True)
