@@ -167,7 +167,8 @@ def test_readme_grid_search_runs_under_prunelimit_root(tmp_path: Path, data_dir:
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-    reason="hydra-optuna-sweeper is not installed (extra 'optuna'; the README's test command and .ci/run install it)",
+    reason="hydra-optuna-sweeper is not installed (extra 'optuna'; the README's test command "
+    "installs it)",
 )
 def test_optuna_search_runs_and_reports_a_pareto_front(tmp_path: Path, data_dir: Path) -> None:
     args = _readme_command("prunelimit hparams_search=l1_optuna")
