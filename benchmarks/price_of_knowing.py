@@ -19,7 +19,7 @@ epoch is timed, and the analysis is set against 200 such epochs, the paper's sch
 Usage::
 
     python benchmarks/price_of_knowing.py [--cases default,digits,...] [--threads 2]
-        [--json results.json] [--refit-steps 200] [--paper] [--device cuda]
+        [--json results.json] [--refit-steps 200] [--max-iters N] [--paper] [--device cuda]
 """
 
 from __future__ import annotations
@@ -258,7 +258,8 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     trainer_for([*l1(), clock], case.epochs, args.device).fit(model(), *loaders())
     train_s = clock.seconds
 
-    spectrum, limit = HessianSpectrum(), PruningLimit()
+    budget = {} if args.max_iters is None else {"max_iters": args.max_iters}
+    spectrum, limit = HessianSpectrum(**budget), PruningLimit()
     sweep = SparsitySweep(refit_steps=args.refit_steps)
     clock = Stopwatch()
     with sweep_clock(sweep) as sweep_seconds, warnings.catch_warnings(record=True) as caught:
@@ -275,7 +276,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     interval = prediction.sparsity_interval or (prediction.sparsity, prediction.sparsity)
     prediction_s = sum(spectrum.timings.values()) + sum(limit.timings.values())
     return {
-        "case": case.name,
+        "case": case.name if args.max_iters is None else f"{case.name}, max_iters={args.max_iters}",
         "num_params": spectrum.spectrum.dim,
         "train_s": train_s,
         "analysis_s": total_s - train_s,
@@ -422,6 +423,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refit-steps", type=int, default=200)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--max-iters",
+        type=int,
+        default=None,
+        help="HessianSpectrum(max_iters) of the cases (default: HessianSpectrum's own)",
+    )
     parser.add_argument("--paper", action="store_true", help="ResNet18 and VGG16-BN rows")
     parser.add_argument("--paper-train-size", type=int, default=50_000)
     parser.add_argument(
