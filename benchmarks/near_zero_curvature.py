@@ -9,9 +9,9 @@ For each case (the MLPs of ``quadrature_steps.py``, trained the same way; Hessia
 512 training samples, float64, one Rademacher probe) the script reports:
 
 * the training loss, epsilon and ``c`` at the prediction of the longest run;
-* the fraction of the spectral mass (Ritz weights of the longest run) with ``|l| < c / 10``,
-  with ``c / 10 <= |l| <= 1000 c`` (the band where the integrand moves from 0.9 to 0.001), and
-  below ``-c / 10``;
+* the fraction of the spectral mass (the Ritz weights of the longest run, and the deflated
+  zero rows) with ``|l| < c / 10``, with ``c / 10 <= |l| <= 1000 c`` (the band where the
+  integrand moves from 0.9 to 0.001), and below ``-c / 10``;
 * the prediction and its quadrature interval after 256, 512 and ``--steps`` Lanczos steps;
 * the prediction from the generalised Gauss-Newton matrix (the Hessian without the term of the
   loss's second derivatives through the network, which is positive semi-definite) after 256
@@ -66,11 +66,16 @@ class GaussNewtonOperator:
 
 
 def mass_bands(spectrum: Spectrum, c: float) -> tuple[float, float, float]:
-    """Ritz-weight mass below c/10, within [c/10, 1000 c], and below -c/10."""
-    nodes, weights = spectrum.nodes.flatten(), spectrum.weights.flatten() / spectrum.num_probes
+    """Spectral mass below c/10, within [c/10, 1000 c], and below -c/10.
+
+    The Ritz weights describe the probed part; the deflated zero rows (exactly flat directions)
+    count below c/10.
+    """
+    nodes = spectrum.nodes.flatten()
+    weights = spectrum.weights.flatten() / spectrum.num_probes * (1 - spectrum.deflated_fraction)
     size = nodes.abs()
     return (
-        float(weights[size < c / 10].sum()),
+        spectrum.deflated_fraction + float(weights[size < c / 10].sum()),
         float(weights[(size >= c / 10) & (size <= 1000 * c)].sum()),
         float(weights[nodes < -c / 10].sum()),
     )

@@ -65,12 +65,13 @@ def test_gauss_newton_of_an_mlp_is_psd_and_not_the_hessian(near_zero):
 
 
 def test_mass_bands_split_the_ritz_weights_around_c(near_zero):
-    eigenvalues = torch.tensor([-1.0, -1e-4, 0.0, 1e-4, 1e-3, 0.5, 2.0], dtype=torch.float64)
+    eigenvalues = torch.tensor([-0.5, -2e-4, 0.0, 2e-4, 1e-3, 0.8, 2.0], dtype=torch.float64)
     spectrum = slq(DenseOperator(torch.diag(eigenvalues)), 7, 2, seed=0)
     near, band, negative = near_zero.mass_bands(spectrum, c=1e-3)
-    # Seven distinct eigenvalues in seven steps: the Ritz values are the eigenvalues, each with
-    # the weight 1/7 of a Rademacher probe. |l| < 1e-4: the zero; 1e-4 <= |l| <= 1: -1, -1e-4,
-    # 1e-4, 1e-3, 0.5 (2 is above 1000 c); l < -1e-4: -1 only.
+    # Six distinct non-zero eigenvalues in seven steps: the zero row is deflated, the Ritz values
+    # are the others, each with a weight 1/7 of the whole. |l| < 1e-4: the zero; 1e-4 <= |l| <= 1:
+    # -0.5, -2e-4, 2e-4, 1e-3, 0.8 (2 is above 1000 c); l < -1e-4: -0.5 and -2e-4.
+    assert spectrum.deflated == 1
     assert near == pytest.approx(1 / 7, abs=1e-9)
     assert band == pytest.approx(5 / 7, abs=1e-9)
-    assert negative == pytest.approx(1 / 7, abs=1e-9)
+    assert negative == pytest.approx(2 / 7, abs=1e-9)
