@@ -20,7 +20,7 @@ import argparse
 import time
 
 import torch
-from sklearn.datasets import load_digits
+from quadrature_steps import Case, load_data, train
 from torch import nn
 
 from lightning_prunelimit.curvature import (
@@ -37,28 +37,10 @@ STEPS = (16, 32, 64, 128, "auto")
 
 
 def exact_problem(hidden: int, l1: float, dead: int) -> dict:
-    """Train the MLP and form its exact Hessian over all digits."""
-    torch.manual_seed(0)
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float64) / 16.0
-    y = torch.tensor(data.target)
-    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10)).double()
-    if dead:  # units that no digit activates: exactly zero Hessian rows
-        with torch.no_grad():
-            model[0].weight[:dead] = -model[0].weight[:dead].abs()
-            model[0].bias[:dead] = -5.0
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), 64):
-            index = order[start : start + 64]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[index]), y[index]).backward()
-            for name, p in model.named_parameters():
-                if l1 and name.endswith("weight"):
-                    p.grad += l1 * p.sign()
-            optimizer.step()
+    """Train the MLP (as ``quadrature_steps.py`` trains its exact cases) and form its exact
+    Hessian over all digits."""
+    x, y = load_data("digits")
+    model = train(Case(f"64-{hidden}-10", "digits", (hidden,), l1, 30, True, dead), x, y)
     batches = [(x, y)]
     op = HessianOperator(model, nn.functional.cross_entropy, batches)
     eye = torch.eye(op.dim, dtype=torch.float64)
