@@ -19,7 +19,8 @@ epoch is timed, and the analysis is set against 200 such epochs, the paper's sch
 Usage::
 
     python benchmarks/price_of_knowing.py [--cases default,digits,...] [--threads 2]
-        [--json results.json] [--refit-steps 200] [--max-iters N] [--paper] [--device cuda]
+        [--json results.json] [--refit-steps 200] [--max-iters N]
+        [--num-samples N|all] [--paper] [--device cuda]
 """
 
 from __future__ import annotations
@@ -237,6 +238,14 @@ def trainer_for(callbacks: list[pl.Callback], epochs: int, device: str) -> pl.Tr
     )
 
 
+def spectrum_budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``HessianSpectrum`` settings that ``--max-iters`` and ``--num-samples`` change."""
+    budget: dict[str, Any] = {} if args.max_iters is None else {"max_iters": args.max_iters}
+    if args.num_samples is not None:
+        budget["num_samples"] = None if args.num_samples == "all" else args.num_samples
+    return budget
+
+
 def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     train, test = load(case, args.seed)
     loader_seed = torch.Generator().manual_seed(args.seed)
@@ -258,7 +267,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     trainer_for([*l1(), clock], case.epochs, args.device).fit(model(), *loaders())
     train_s = clock.seconds
 
-    budget = {} if args.max_iters is None else {"max_iters": args.max_iters}
+    budget = spectrum_budget(args)
     spectrum, limit = HessianSpectrum(**budget), PruningLimit()
     sweep = SparsitySweep(refit_steps=args.refit_steps)
     clock = Stopwatch()
@@ -276,7 +285,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     interval = prediction.sparsity_interval or (prediction.sparsity, prediction.sparsity)
     prediction_s = sum(spectrum.timings.values()) + sum(limit.timings.values())
     return {
-        "case": case.name if args.max_iters is None else f"{case.name}, max_iters={args.max_iters}",
+        "case": ", ".join([case.name] + [f"{k}={v}" for k, v in budget.items()]),
         "num_params": spectrum.spectrum.dim,
         "train_s": train_s,
         "analysis_s": total_s - train_s,
@@ -297,9 +306,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         else list(prediction.sample_sparsity_interval),
         "actual_limit": sweep.result.actual_limit,
         "refit_actual_limit": sweep.result.refit_actual_limit,
-        "warnings": sorted(
-            {str(w.message)[:160] for w in caught if "HessianSpectrum" in str(w.message)}
-        ),
+        "warnings": sorted({str(w.message) for w in caught if "HessianSpectrum" in str(w.message)}),
     }
 
 
@@ -414,6 +421,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _num_samples(value: str) -> int | str:
+    if value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {value!r}")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -428,6 +443,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="HessianSpectrum(max_iters) of the cases (default: HessianSpectrum's own)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=_num_samples,
+        default=None,
+        help="HessianSpectrum(num_samples) of the cases: an int or 'all' (default: 'auto')",
     )
     parser.add_argument("--paper", action="store_true", help="ResNet18 and VGG16-BN rows")
     parser.add_argument("--paper-train-size", type=int, default=50_000)

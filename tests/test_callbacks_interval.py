@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,70 @@ def test_a_step_budget_too_small_for_the_tolerance_warns_once_naming_it(tmp_path
     assert f"{high - low:.4f} wide" in next(
         str(w.message) for w in caught if "more than HessianSpectrum" in str(w.message)
     )
+
+
+def _too_wide_message(caught: list[warnings.WarningMessage]) -> str:
+    found = [str(w.message) for w in caught if "more than HessianSpectrum" in str(w.message)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _fit_warned(tmp_path: Path, spectrum: HessianSpectrum) -> tuple[PruningLimit, str]:
+    limit = PruningLimit(epsilon_batch_size=32)
+    trainer = make_trainer(tmp_path, [spectrum, limit], max_epochs=1, logger=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(TinyClassifier(hidden=8), _data())
+    return limit, _too_wide_message(caught)
+
+
+def test_a_too_wide_interval_names_its_widest_part_and_the_setting_for_it(
+    tmp_path: Path,
+) -> None:
+    spectrum = HessianSpectrum(num_samples=64, top_k=0, tolerance=0.01, max_iters=16)
+    limit, message = _fit_warned(tmp_path, spectrum)
+    # The quadrature and sample parts, recomputed from the results; the probes' part is what
+    # the interval had beyond the quadrature part before the sample part was added.
+    q_low, q_high = limit.prediction.quadrature_sparsity_interval
+    error = spectrum.sample_error
+    assert error is not None
+    quadrature, sample = q_high - q_low, error.interval_width
+    assert f"quadrature part (Lanczos steps) {quadrature:.4f} (share 0.0050)" in message
+    assert f"sample part (the curvature sample's own error) {sample:.4f} (share 0.0025)" in message
+    probes = float(re.search(r"probes' part (\d\.\d{4}) \(share 0\.0025\)", message).group(1))
+    low, high = limit.prediction.sparsity_interval
+    assert low > 0.0 and high < 1.0  # not clipped to [0, 1]: the parts add up to the width
+    assert quadrature + probes + sample == pytest.approx(high - low, abs=2e-4)
+    excess = {
+        "quadrature": quadrature - 0.005,
+        "sample": sample - 0.0025,
+        "probes": probes - 0.0025,
+    }
+    fixes = {
+        "quadrature": "quadrature part (Lanczos steps): raise max_iters (now 16;",
+        "sample": "raise num_samples (now 64 of 256; e.g. 128 or num_samples=None for all",
+        "probes": "probes' part: set num_probes above 1 ('auto' runs at most 16)",
+    }
+    over = message.split("widest first: the ", 1)[1]
+    order = sorted((name for name in excess if excess[name] > 0), key=excess.get, reverse=True)
+    positions = [over.index(fixes[name]) for name in order]
+    assert len(order) >= 2 and positions == sorted(positions)
+    assert "grows the sample only while" not in message  # a fixed num_samples, not "auto"
+
+
+def test_auto_samples_not_grown_after_the_steps_ran_out_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning_prunelimit.limit import targeted_spectrum
+
+    # "auto" takes a sub-sample of 64 of the 256 training samples, and would double it.
+    monkeypatch.setattr(targeted_spectrum, "AUTO_ALL_SAMPLES", 128)
+    monkeypatch.setattr(targeted_spectrum, "AUTO_START_SAMPLES", 64)
+    spectrum = HessianSpectrum(top_k=0, tolerance=0.01, max_iters=8)
+    _, message = _fit_warned(tmp_path, spectrum)
+    assert spectrum.samples_used == 64 and spectrum.exhausted == ("max_iters=8",)
+    assert "raise num_samples (now 64 of 256; e.g. 128" in message
+    assert "num_samples='auto' grows the sample only while the Lanczos steps" in message
 
 
 def test_a_sub_sample_adds_its_own_error_to_the_interval(tmp_path: Path) -> None:

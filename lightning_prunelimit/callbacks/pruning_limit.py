@@ -50,6 +50,7 @@ from lightning_prunelimit.limit import (
     with_sample_error,
     zero_curvature_fraction,
 )
+from lightning_prunelimit.limit.targeted_spectrum import AUTO_MAX_PROBES, tolerance_shares
 from lightning_prunelimit.plotting import plot_limit_trajectory, plot_pruning_limit
 from lightning_prunelimit.pruning import (
     check_parameters_covered,
@@ -311,7 +312,7 @@ class PruningLimit(FitEndCallback):
         self._epsilon_batch_size = batch_size
         self._mark_computed(trainer)
         self._record_trajectory(trainer)
-        self._warn_if_too_wide(trainer, spectrum_callback)
+        self._warn_if_too_wide(trainer, spectrum_callback, prediction)
         self._report(trainer)
         return self.prediction
 
@@ -331,7 +332,12 @@ class PruningLimit(FitEndCallback):
         else:
             self.trajectory.append(row)
 
-    def _warn_if_too_wide(self, trainer: pl.Trainer, spectrum_callback: HessianSpectrum) -> None:
+    def _warn_if_too_wide(
+        self,
+        trainer: pl.Trainer,
+        spectrum_callback: HessianSpectrum,
+        before_sample: LimitPrediction,
+    ) -> None:
         p = self.prediction
         if p is None or p.sparsity_interval is None or trainer.fast_dev_run:
             return
@@ -348,6 +354,7 @@ class PruningLimit(FitEndCallback):
                 ("num_samples", spectrum_callback.num_samples),
             )
             if value != "auto"
+            and not (name == "num_samples" and spectrum_callback.sample_error is None)
         ]
         ran_out = list(spectrum_callback.exhausted) + fixed
         budget = ", ".join(ran_out) if ran_out else "the training data"
@@ -360,8 +367,8 @@ class PruningLimit(FitEndCallback):
         rank_zero_warn(
             f"the predicted sparsity {p.sparsity:.4f} has the interval [{low:.4f}, {high:.4f}], "
             f"{high - low:.4f} wide, more than HessianSpectrum(tolerance={tolerance}): the "
-            f"budget ran out ({budget}) after {used}. Raise that budget (e.g. max_iters, "
-            "num_probes, num_samples), or accept a wider tolerance"
+            f"budget ran out ({budget}) after {used}. "
+            + _too_wide_advice(spectrum_callback, before_sample)
         )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -517,3 +524,66 @@ class PruningLimit(FitEndCallback):
 def _num_samples(targets: Any) -> int:
     """Samples in a batch's targets (a tensor's first dimension; 1 for anything else)."""
     return int(targets.shape[0]) if isinstance(targets, Tensor) and targets.ndim else 1
+
+
+def _too_wide_advice(spectrum: HessianSpectrum, before_sample: LimitPrediction) -> str:
+    """Which part of a too-wide interval is over its share, and the setting that shrinks it.
+
+    The interval is the quadrature part (Lanczos steps), the probes' sampling part and the
+    sample part (a sub-sample's own error), and ``tolerance_shares`` gives each its share;
+    ``before_sample`` is the prediction before the sample part was added to it.
+    """
+    error = spectrum.sample_error
+    quad_share, probe_share, sample_share = tolerance_shares(
+        float(spectrum.tolerance), sub_sample=error is not None
+    )
+    quadrature = probes = 0.0
+    if before_sample.quadrature_sparsity_interval is not None:
+        q_low, q_high = before_sample.quadrature_sparsity_interval
+        quadrature = q_high - q_low
+    if before_sample.sparsity_interval is not None:
+        b_low, b_high = before_sample.sparsity_interval
+        probes = max(b_high - b_low - quadrature, 0.0)
+    used = spectrum.samples_used
+    steps_ran_out = any(x.startswith("max_iters=") for x in spectrum.exhausted)
+    iters = (
+        f"raise num_iters (now {spectrum.num_iters})"
+        if spectrum.num_iters != "auto"
+        else f"raise max_iters (now {spectrum.max_iters}; num_iters='auto' stops once it fits)"
+    )
+    probes_used = spectrum.spectrum.num_probes if spectrum.spectrum is not None else 1
+    probe_fix = (
+        f"raise num_probes (now {spectrum.num_probes})"
+        if spectrum.num_probes != "auto"
+        else f"set num_probes above {probes_used} ('auto' runs at most {AUTO_MAX_PROBES})"
+    )
+    sample_fix = "a larger curvature sample"
+    if used is not None:
+        of = f" of {spectrum.dataset_size}" if spectrum.dataset_size is not None else ""
+        everything = " or num_samples=None for all of them" if of else ""
+        sample_fix = f"raise num_samples (now {used}{of}; e.g. {2 * used}{everything})"
+        if spectrum.num_samples == "auto" and steps_ran_out:
+            sample_fix += (
+                "; num_samples='auto' grows the sample only while the Lanczos steps can meet "
+                "their share, and here they ran out first"
+            )
+    sample_part = "sample part (the curvature sample's own error)"
+    parts = [
+        ("quadrature part (Lanczos steps)", quadrature, quad_share, iters),
+        ("probes' part", probes, probe_share, probe_fix),
+    ]
+    if error is not None:
+        parts.append((sample_part, error.interval_width, sample_share, sample_fix))
+    widths = ", ".join(f"{name} {width:.4f} (share {share:.4f})" for name, width, share, _ in parts)
+    over = sorted(
+        (part for part in parts if part[1] > part[2] * (1 + 1e-9)),
+        key=lambda part: part[1] - part[2],
+        reverse=True,
+    )
+    if not over:
+        return f"Its parts: {widths}. Accept a wider tolerance, or raise the budget that ran out"
+    fixes = "; then the ".join(f"{name}: {fix}" for name, _, _, fix in over)
+    return (
+        f"Its parts: {widths}. Over its share, widest first: the {fixes}. Or accept a wider "
+        "tolerance"
+    )

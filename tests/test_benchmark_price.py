@@ -1,0 +1,50 @@
+"""benchmarks/price_of_knowing.py: the settings its command line passes to HessianSpectrum."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def price() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(
+        "price_benchmark", BENCHMARKS / "price_of_knowing.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_the_defaults_change_nothing(price: ModuleType) -> None:
+    assert price.spectrum_budget(price.parse_args([])) == {}
+
+
+def test_max_iters_and_num_samples_reach_the_spectrum(price: ModuleType) -> None:
+    args = price.parse_args(["--max-iters", "1024", "--num-samples", "4096"])
+    assert price.spectrum_budget(args) == {"max_iters": 1024, "num_samples": 4096}
+    args = price.parse_args(["--num-samples", "all"])
+    assert price.spectrum_budget(args) == {"num_samples": None}
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "auto", "1.5"])
+def test_a_bad_num_samples_is_refused_by_the_command_line(
+    price: ModuleType, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        price.parse_args(["--num-samples", value])
+    assert "expected a positive int or 'all'" in capsys.readouterr().err
