@@ -113,7 +113,8 @@ def test_a_too_wide_interval_names_its_widest_part_and_the_setting_for_it(
         "probes": "probes' part: set num_probes above 1 ('auto' runs at most 16)",
     }
     over = message.split("widest first: the ", 1)[1]
-    order = sorted((name for name in excess if excess[name] > 0), key=excess.get, reverse=True)
+    widths = {"quadrature": quadrature, "sample": sample, "probes": probes}
+    order = sorted((name for name in excess if excess[name] > 0), key=widths.get, reverse=True)
     positions = [over.index(fixes[name]) for name in order]
     assert len(order) >= 2 and positions == sorted(positions)
     assert "grows the sample only while" not in message  # a fixed num_samples, not "auto"

@@ -7,6 +7,7 @@ systematically at small samples; with it, the interval covers it.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -21,6 +22,7 @@ from lightning_prunelimit.curvature import (
     sample_batches,
 )
 from lightning_prunelimit.limit import (
+    LimitPrediction,
     LimitTarget,
     SampleError,
     estimate_sample_error,
@@ -29,6 +31,7 @@ from lightning_prunelimit.limit import (
     resolve_epsilon,
     with_sample_error,
 )
+from lightning_prunelimit.limit.targeted_spectrum import interval_parts
 
 NUM_TRAIN = 480
 
@@ -223,3 +226,24 @@ def test_estimate_sample_error_reads_bias_and_spread_off_the_halves():
         estimate_sample_error(
             lambda s: 0.5, rule(0.5), (rule(0.5), rule(0.5)), num_samples=10, dataset_size=5
         )
+
+
+def test_interval_parts_split_the_width_and_share_the_tolerance() -> None:
+    before = LimitPrediction(
+        0.2, 0.8, 1.0, 0.8, 0.1, 0.0, 10, 2, "abs", (0.0, 1.0), (1.0, 0.0), (0.5, 1.0),
+        sparsity_interval=(0.70, 0.86), quadrature_sparsity_interval=(0.72, 0.82),
+    )  # fmt: skip
+    error = SampleError(512, 4000, 0.8, (0.83, 0.81), 96, 0.017, 0.009)
+    parts = interval_parts(before, error, 0.04)
+    assert [p.name for p in parts] == ["quadrature", "probes", "sample"]
+    assert [p.share for p in parts] == pytest.approx([0.02, 0.01, 0.01])
+    assert [p.width for p in parts] == pytest.approx([0.10, 0.06, error.interval_width])
+    assert all(p.over_share for p in parts)
+    # The whole data: no sample part, and 70% / 30% of the tolerance.
+    parts = interval_parts(before, None, 0.5)
+    assert [p.name for p in parts] == ["quadrature", "probes"]
+    assert [p.share for p in parts] == pytest.approx([0.35, 0.15])
+    assert not any(p.over_share for p in parts)
+    # A prediction without an interval has no width to split.
+    bare = dataclasses.replace(before, sparsity_interval=None, quadrature_sparsity_interval=None)
+    assert [p.width for p in interval_parts(bare, None, 0.03)] == [0.0, 0.0]

@@ -50,7 +50,7 @@ from lightning_prunelimit.limit import (
     with_sample_error,
     zero_curvature_fraction,
 )
-from lightning_prunelimit.limit.targeted_spectrum import AUTO_MAX_PROBES, tolerance_shares
+from lightning_prunelimit.limit.targeted_spectrum import AUTO_MAX_PROBES, interval_parts
 from lightning_prunelimit.plotting import plot_limit_trajectory, plot_pruning_limit
 from lightning_prunelimit.pruning import (
     check_parameters_covered,
@@ -527,63 +527,44 @@ def _num_samples(targets: Any) -> int:
 
 
 def _too_wide_advice(spectrum: HessianSpectrum, before_sample: LimitPrediction) -> str:
-    """Which part of a too-wide interval is over its share, and the setting that shrinks it.
+    """Each part of a too-wide interval against its share, and the setting for each part over it.
 
-    The interval is the quadrature part (Lanczos steps), the probes' sampling part and the
-    sample part (a sub-sample's own error), and ``tolerance_shares`` gives each its share;
-    ``before_sample`` is the prediction before the sample part was added to it.
+    ``before_sample`` is the prediction before the sample part was added to it (see
+    ``limit.targeted_spectrum.interval_parts``). The parts over their share come widest first.
     """
-    error = spectrum.sample_error
-    quad_share, probe_share, sample_share = tolerance_shares(
-        float(spectrum.tolerance), sub_sample=error is not None
-    )
-    quadrature = probes = 0.0
-    if before_sample.quadrature_sparsity_interval is not None:
-        q_low, q_high = before_sample.quadrature_sparsity_interval
-        quadrature = q_high - q_low
-    if before_sample.sparsity_interval is not None:
-        b_low, b_high = before_sample.sparsity_interval
-        probes = max(b_high - b_low - quadrature, 0.0)
     used = spectrum.samples_used
-    steps_ran_out = any(x.startswith("max_iters=") for x in spectrum.exhausted)
-    iters = (
-        f"raise num_iters (now {spectrum.num_iters})"
-        if spectrum.num_iters != "auto"
-        else f"raise max_iters (now {spectrum.max_iters}; num_iters='auto' stops once it fits)"
-    )
     probes_used = spectrum.spectrum.num_probes if spectrum.spectrum is not None else 1
-    probe_fix = (
-        f"raise num_probes (now {spectrum.num_probes})"
+    fixes = {
+        "quadrature": f"raise num_iters (now {spectrum.num_iters})"
+        if spectrum.num_iters != "auto"
+        else f"raise max_iters (now {spectrum.max_iters}; num_iters='auto' stops once it fits)",
+        "probes": f"raise num_probes (now {spectrum.num_probes})"
         if spectrum.num_probes != "auto"
-        else f"set num_probes above {probes_used} ('auto' runs at most {AUTO_MAX_PROBES})"
-    )
-    sample_fix = "a larger curvature sample"
+        else f"set num_probes above {probes_used} ('auto' runs at most {AUTO_MAX_PROBES})",
+        "sample": "a larger curvature sample",
+    }
     if used is not None:
         of = f" of {spectrum.dataset_size}" if spectrum.dataset_size is not None else ""
         everything = " or num_samples=None for all of them" if of else ""
-        sample_fix = f"raise num_samples (now {used}{of}; e.g. {2 * used}{everything})"
+        fixes["sample"] = f"raise num_samples (now {used}{of}; e.g. {2 * used}{everything})"
+        steps_ran_out = any(x.startswith("max_iters=") for x in spectrum.exhausted)
         if spectrum.num_samples == "auto" and steps_ran_out:
-            sample_fix += (
+            fixes["sample"] += (
                 "; num_samples='auto' grows the sample only while the Lanczos steps can meet "
                 "their share, and here they ran out first"
             )
-    sample_part = "sample part (the curvature sample's own error)"
-    parts = [
-        ("quadrature part (Lanczos steps)", quadrature, quad_share, iters),
-        ("probes' part", probes, probe_share, probe_fix),
-    ]
-    if error is not None:
-        parts.append((sample_part, error.interval_width, sample_share, sample_fix))
-    widths = ", ".join(f"{name} {width:.4f} (share {share:.4f})" for name, width, share, _ in parts)
-    over = sorted(
-        (part for part in parts if part[1] > part[2] * (1 + 1e-9)),
-        key=lambda part: part[1] - part[2],
-        reverse=True,
-    )
+    labels = {
+        "quadrature": "quadrature part (Lanczos steps)",
+        "probes": "probes' part",
+        "sample": "sample part (the curvature sample's own error)",
+    }
+    parts = interval_parts(before_sample, spectrum.sample_error, spectrum.tolerance)
+    widths = ", ".join(f"{labels[p.name]} {p.width:.4f} (share {p.share:.4f})" for p in parts)
+    over = sorted((p for p in parts if p.over_share), key=lambda p: p.width, reverse=True)
     if not over:
         return f"Its parts: {widths}. Accept a wider tolerance, or raise the budget that ran out"
-    fixes = "; then the ".join(f"{name}: {fix}" for name, _, _, fix in over)
+    advice = "; then the ".join(f"{labels[p.name]}: {fixes[p.name]}" for p in over)
     return (
-        f"Its parts: {widths}. Over its share, widest first: the {fixes}. Or accept a wider "
+        f"Its parts: {widths}. Over its share, widest first: the {advice}. Or accept a wider "
         "tolerance"
     )

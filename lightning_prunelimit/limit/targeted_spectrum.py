@@ -31,7 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
@@ -56,9 +56,11 @@ __all__ = [
     "AUTO_MAX_SAMPLES",
     "AUTO_START_SAMPLES",
     "DEFAULT_TOLERANCE",
+    "IntervalPart",
     "LimitTarget",
     "SpectrumEstimate",
     "estimate_spectrum",
+    "interval_parts",
     "probes_for_bound",
     "tolerance_shares",
 ]
@@ -180,20 +182,60 @@ def probes_for_bound(dim: int, width: float, *, confidence: float = 2.0) -> int:
     return max(1, math.ceil((2.0 * confidence / width) ** 2 / max(dim, 1)))
 
 
-def _probe_part(prediction: LimitPrediction) -> float:
-    """The probes' share of a prediction's interval: its width beyond the quadrature part."""
-    if prediction.sparsity_interval is None or prediction.quadrature_sparsity_interval is None:
-        return 0.0
-    low, high = prediction.sparsity_interval
-    q_low, q_high = prediction.quadrature_sparsity_interval
-    return max((high - low) - (q_high - q_low), 0.0)
+class IntervalPart(NamedTuple):
+    """One part of the predicted sparsity's interval: its width and its share of the tolerance.
+
+    Example:
+        >>> part = IntervalPart("sample", 0.04, 0.0075)
+        >>> part.over_share
+        True
+    """
+
+    name: str
+    width: float
+    share: float
+
+    @property
+    def over_share(self) -> bool:
+        """Whether the part is wider than its share (up to rounding)."""
+        return self.width > self.share * (1 + 1e-9)
 
 
-def _quadrature_part(prediction: LimitPrediction) -> float:
-    if prediction.quadrature_sparsity_interval is None:
-        return 0.0
-    low, high = prediction.quadrature_sparsity_interval
-    return high - low
+def interval_parts(
+    prediction: LimitPrediction, sample_error: SampleError | None, tolerance: float
+) -> tuple[IntervalPart, ...]:
+    """The parts of a prediction's interval, each against its share of ``tolerance``.
+
+    ``"quadrature"`` (what more Lanczos steps shrink), ``"probes"`` (the probes' sampling part:
+    the rest of ``prediction``'s interval) and, with a sub-sample's ``sample_error``,
+    ``"sample"``; the shares are :func:`tolerance_shares`. ``prediction`` is the prediction
+    before the sample part was added (``with_sample_error``).
+
+    Example:
+        >>> from lightning_prunelimit.limit import LimitPrediction
+        >>> p = LimitPrediction(0.2, 0.8, 1.0, 0.8, 0.1, 0.0, 10, 2, "abs", (0.0, 1.0),
+        ...                     (1.0, 0.0), (0.5, 1.0), sparsity_interval=(0.75, 0.85),
+        ...                     quadrature_sparsity_interval=(0.77, 0.83))
+        >>> [(part.name, round(part.width, 3)) for part in interval_parts(p, None, 0.03)]
+        [('quadrature', 0.06), ('probes', 0.04)]
+    """
+    quad_share, probe_share, sample_share = tolerance_shares(
+        float(tolerance), sub_sample=sample_error is not None
+    )
+    quadrature = probes = 0.0
+    if prediction.quadrature_sparsity_interval is not None:
+        low, high = prediction.quadrature_sparsity_interval
+        quadrature = high - low
+    if prediction.sparsity_interval is not None:
+        low, high = prediction.sparsity_interval
+        probes = max(high - low - quadrature, 0.0)
+    parts = [
+        IntervalPart("quadrature", quadrature, quad_share),
+        IntervalPart("probes", probes, probe_share),
+    ]
+    if sample_error is not None:
+        parts.append(IntervalPart("sample", sample_error.interval_width, sample_share))
+    return tuple(parts)
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[Any, ...], minimum: int) -> None:
@@ -340,7 +382,7 @@ def estimate_spectrum(
         steps_ran_out = (
             prediction is not None
             and stop is not None
-            and _quadrature_part(prediction) > quad_tol
+            and interval_parts(prediction, None, tolerance)[0].width > quad_tol
             and spectrum.num_iters >= steps
         )
         if steps_ran_out:
@@ -348,7 +390,7 @@ def estimate_spectrum(
         # more probes or samples cannot meet the tolerance once the steps ran out: the
         # quadrature part alone is wider than its share, so spend nothing more on them
         if num_probes == "auto" and prediction is not None and not steps_ran_out:
-            part = _probe_part(prediction)
+            part = interval_parts(prediction, None, tolerance)[1].width
             if part > probe_tol:
                 wanted = math.ceil(first * (part / probe_tol) ** 2)
                 if wanted > max_probes:
