@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from _benchmark_loader import benchmark_module
 from torch import nn
 
 from lightning_prunelimit.curvature import DenseOperator, HessianOperator
 from lightning_prunelimit.curvature import stochastic_lanczos_quadrature as slq
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def near_zero():
-    sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(
-        "near_zero_benchmark", BENCHMARKS / "near_zero_curvature.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("near_zero_curvature.py") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        sys.modules.pop(spec.name, None)
-        sys.modules.pop("quadrature_steps", None)
 
 
 def _dense(op, dim: int) -> torch.Tensor:
