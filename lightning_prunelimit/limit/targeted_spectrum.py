@@ -201,6 +201,18 @@ class IntervalPart(NamedTuple):
         return self.width > self.share * (1 + 1e-9)
 
 
+def _part_widths(prediction: LimitPrediction) -> tuple[float, float]:
+    """The quadrature part's width and the probes' part (the rest of the interval)."""
+    quadrature = probes = 0.0
+    if prediction.quadrature_sparsity_interval is not None:
+        low, high = prediction.quadrature_sparsity_interval
+        quadrature = high - low
+    if prediction.sparsity_interval is not None:
+        low, high = prediction.sparsity_interval
+        probes = max(high - low - quadrature, 0.0)
+    return quadrature, probes
+
+
 def interval_parts(
     prediction: LimitPrediction, sample_error: SampleError | None, tolerance: float
 ) -> tuple[IntervalPart, ...]:
@@ -222,13 +234,7 @@ def interval_parts(
     quad_share, probe_share, sample_share = tolerance_shares(
         float(tolerance), sub_sample=sample_error is not None
     )
-    quadrature = probes = 0.0
-    if prediction.quadrature_sparsity_interval is not None:
-        low, high = prediction.quadrature_sparsity_interval
-        quadrature = high - low
-    if prediction.sparsity_interval is not None:
-        low, high = prediction.sparsity_interval
-        probes = max(high - low - quadrature, 0.0)
+    quadrature, probes = _part_widths(prediction)
     parts = [
         IntervalPart("quadrature", quadrature, quad_share),
         IntervalPart("probes", probes, probe_share),
@@ -379,29 +385,35 @@ def estimate_spectrum(
         spectrum = run(first, 0, "Hessian spectrum (Lanczos)")
         timed("lanczos", started)
         prediction = target.predict(spectrum) if target is not None else None
+        quadrature_width, probe_width = (
+            _part_widths(prediction) if prediction is not None else (0.0, 0.0)
+        )
         steps_ran_out = (
             prediction is not None
             and stop is not None
-            and interval_parts(prediction, None, tolerance)[0].width > quad_tol
+            and quadrature_width > quad_tol
             and spectrum.num_iters >= steps
         )
         if steps_ran_out:
             exhausted.append(f"max_iters={max_iters}")
         # more probes or samples cannot meet the tolerance once the steps ran out: the
         # quadrature part alone is wider than its share, so spend nothing more on them
-        if num_probes == "auto" and prediction is not None and not steps_ran_out:
-            part = interval_parts(prediction, None, tolerance)[1].width
-            if part > probe_tol:
-                wanted = math.ceil(first * (part / probe_tol) ** 2)
-                if wanted > max_probes:
-                    exhausted.append(f"max_probes={max_probes}")
-                total = min(wanted, max_probes)
-                if total > first:
-                    started = time.perf_counter()
-                    more = run(total - first, first, "Hessian spectrum (more probes)")
-                    spectrum = spectrum.joined(more)
-                    timed("probes", started)
-                    prediction = target.predict(spectrum)  # type: ignore[union-attr]
+        if (
+            num_probes == "auto"
+            and prediction is not None
+            and not steps_ran_out
+            and probe_width > probe_tol
+        ):
+            wanted = math.ceil(first * (probe_width / probe_tol) ** 2)
+            if wanted > max_probes:
+                exhausted.append(f"max_probes={max_probes}")
+            total = min(wanted, max_probes)
+            if total > first:
+                started = time.perf_counter()
+                more = run(total - first, first, "Hessian spectrum (more probes)")
+                spectrum = spectrum.joined(more)
+                timed("probes", started)
+                prediction = target.predict(spectrum)  # type: ignore[union-attr]
         error: SampleError | None = None
         if sub_sample:
             assert target is not None
